@@ -1,0 +1,1 @@
+"""The cltool service: config, inbox and ledger, state store, scheduler, cycle, CLI."""
