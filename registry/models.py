@@ -1,0 +1,281 @@
+"""ModelRegistry: cltool's one handle on MLflow tracking and the model registry.
+
+Production is whichever version the alias `champion` points at. Only aliases move — never the
+deprecated stages — and only the three in `ModelRegistry.ALIASES`.
+
+Alias moves take several MLflow calls and MLflow has no transaction across them, so each move is
+ordered so that a crash part-way leaves the champion either untouched or already moved, and
+re-running the same call (with the same explicit version) finishes the job. The caller (the
+daemon, under its leader lock) records the intended move in its event log before calling.
+
+Nothing connects on construction: the MLflow client, the SQLite folder and the experiment are
+created on first use (see store.py), so building a ModelRegistry costs nothing. Every MLflow call
+goes through one explicit MlflowClient; only logging a model touches mlflow's global state
+(see candidate.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from registry.errors import (
+    NoChampionError,
+    NoRollbackTargetError,
+    RegistryUnavailable,
+    UnknownAliasError,
+    UnknownVersionError,
+)
+from registry.limits import MAX_VERSION_TAG_VALUE_LENGTH, tags_for_mlflow
+from registry.records import AliasMove, VersionInfo, version_info
+from registry.store import NOT_FOUND, default_artifact_location, error_code, open_store
+
+log = logging.getLogger(__name__)
+
+
+class ModelRegistry:
+    """Runs, versions and aliases of one registered model in one MLflow store."""
+
+    ALIASES = ("champion", "challenger", "previous_champion")
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        model_name: str,
+        experiment: str = "cltool",
+        artifact_location: str | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.experiment = experiment
+        self.artifact_location = artifact_location or default_artifact_location(tracking_uri)
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._connect_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({self.tracking_uri!r}, {self.model_name!r}, experiment={self.experiment!r})"
+
+    # ---- connection ------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        """The explicit MlflowClient, opened once; a failure is not cached, so a later call retries."""
+        with self._connect_lock:
+            if self._client is None:
+                self._client, self._experiment_id = open_store(
+                    self.tracking_uri, self.experiment, self.artifact_location
+                )
+        return self._client
+
+    def ping(self) -> None:
+        """Raise RegistryUnavailable unless both the tracking and the registry store answer."""
+        try:
+            client = self._connect()
+            client.get_experiment(self._experiment_id)
+            client.search_registered_models(max_results=1)
+        except RegistryUnavailable:
+            raise
+        except Exception as exc:
+            raise RegistryUnavailable(self.tracking_uri, exc) from exc
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def _alias_map(self) -> dict[str, str]:
+        """alias -> version for the registered model; empty before the first candidate."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self._connect().get_registered_model(self.model_name)
+        except MlflowException as exc:
+            if error_code(exc) in NOT_FOUND:
+                return {}
+            raise
+        return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+    def _search_versions(self) -> list[Any]:
+        """Every ModelVersion of the model, newest first (paged: a store returns at most a page)."""
+        client = self._connect()
+        quoted = self.model_name.replace("'", "\\'")
+        found, token = [], None
+        while True:
+            page = client.search_model_versions(f"name = '{quoted}'", page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+        return sorted(found, key=lambda mv: int(mv.version), reverse=True)
+
+    def _known_versions(self) -> list[str]:
+        """Version numbers in ascending order, for error messages."""
+        return [str(mv.version) for mv in reversed(self._search_versions())]
+
+    def _run_metrics(self, run_id: str) -> dict[str, float]:
+        from mlflow.exceptions import MlflowException
+
+        if not run_id:
+            return {}
+        try:
+            return dict(self._connect().get_run(run_id).data.metrics)
+        except MlflowException as exc:  # the run was deleted; the version itself is still valid
+            if error_code(exc) in NOT_FOUND:
+                return {}
+            raise
+
+    def _info(self, mv: Any, aliases: Mapping[str, str]) -> VersionInfo:
+        mine = tuple(sorted(a for a, v in aliases.items() if v == str(mv.version)))
+        return version_info(mv, mine, self._run_metrics(mv.run_id))
+
+    def get_version(self, version: str) -> VersionInfo:
+        from mlflow.exceptions import MlflowException
+
+        version = str(version)
+        # MLflow answers a non-numeric version with a type error, not "not found".
+        if not version.isdigit():
+            raise UnknownVersionError(self.model_name, version, self._known_versions())
+        try:
+            mv = self._connect().get_model_version(self.model_name, version)
+        except MlflowException as exc:
+            if error_code(exc) in NOT_FOUND:
+                raise UnknownVersionError(self.model_name, version, self._known_versions()) from None
+            raise
+        return self._info(mv, self._alias_map())
+
+    def list_versions(self) -> list[VersionInfo]:
+        """Every version, newest first."""
+        versions = self._search_versions()
+        aliases = self._alias_map()
+        return [self._info(mv, aliases) for mv in versions]
+
+    def get_alias(self, alias: str) -> VersionInfo | None:
+        self._check_alias(alias)
+        version = self._alias_map().get(alias)
+        return None if version is None else self.get_version(version)
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def log_candidate(
+        self,
+        *,
+        model_dir: Path,
+        run_name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        json_artifacts: Mapping[str, Any],
+        files: Sequence[Path] = (),
+        description: str = "",
+        input_example: list[str] | None = None,
+    ) -> VersionInfo:
+        """Log a fine-tuned model folder as one run and register it as a new version (no alias)."""
+        from registry.candidate import log_and_register
+
+        client = self._connect()
+        _, version = log_and_register(
+            client=client,
+            tracking_uri=self.tracking_uri,
+            experiment_id=self._experiment_id,
+            model_name=self.model_name,
+            model_dir=model_dir,
+            run_name=run_name,
+            params=params,
+            metrics=metrics,
+            tags=tags,
+            json_artifacts=json_artifacts,
+            files=list(files),
+            description=description,
+            input_example=input_example,
+        )
+        return self.get_version(version)
+
+    def _check_alias(self, alias: str) -> None:
+        if alias not in self.ALIASES:
+            raise UnknownAliasError(alias, self.ALIASES)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self._check_alias(alias)
+        version = self.get_version(version).version  # a clear error for an unknown version
+        self._connect().set_registered_model_alias(self.model_name, alias, version)
+
+    def clear_alias(self, alias: str) -> None:
+        """Remove `alias`; nothing happens when it points nowhere."""
+        self._check_alias(alias)
+        if alias in self._alias_map():
+            self._connect().delete_registered_model_alias(self.model_name, alias)
+
+    def mark_challenger(self, version: str) -> None:
+        """A rejected or not-yet-decided candidate: kept visible in the UI beside the champion."""
+        self.set_alias("challenger", version)
+
+    def promote(self, version: str) -> AliasMove:
+        """`version` becomes champion; the old champion becomes previous_champion.
+
+        Order: previous_champion first, then champion, then challenger cleared. A crash between
+        steps leaves the old champion in place (and maybe also as previous_champion); calling
+        promote(version) again completes the move. Promoting the champion again changes nothing.
+        """
+        version = self.get_version(version).version
+        aliases = self._alias_map()
+        current = aliases.get("champion")
+        client = self._connect()
+        if current != version:
+            if current is not None:
+                client.set_registered_model_alias(self.model_name, "previous_champion", current)
+            client.set_registered_model_alias(self.model_name, "champion", version)
+        if aliases.get("challenger") == version:
+            client.delete_registered_model_alias(self.model_name, "challenger")
+        move = AliasMove("champion", current, version)
+        log.info("promote %s: champion %s -> %s", self.model_name, current, version)
+        return move
+
+    def rollback(self, to: str | None = None) -> AliasMove:
+        """champion := `to` (default: previous_champion); previous_champion := the demoted version.
+
+        Demoted becomes previous_champion so a second rollback() undoes the first, and so the UI
+        always shows which version was live just before. Order: previous_champion first, then
+        champion, so a crash in between leaves the champion untouched and rollback(to=same)
+        completes it (a caller retrying should pass the version it resolved the first time).
+        """
+        aliases = self._alias_map()
+        current = aliases.get("champion")
+        if current is None:
+            raise NoChampionError(self.model_name)
+        target = to if to is not None else aliases.get("previous_champion")
+        if target is None:
+            raise NoRollbackTargetError(self.model_name, self._known_versions())
+        target = self.get_version(str(target)).version
+        if target == current:
+            return AliasMove("champion", current, current)
+        client = self._connect()
+        client.set_registered_model_alias(self.model_name, "previous_champion", current)
+        client.set_registered_model_alias(self.model_name, "champion", target)
+        if aliases.get("challenger") == target:
+            client.delete_registered_model_alias(self.model_name, "challenger")
+        log.info("rollback %s: champion %s -> %s", self.model_name, current, target)
+        return AliasMove("champion", current, target)
+
+    def set_tags(self, version: str, tags: Mapping[str, str]) -> None:
+        version = self.get_version(version).version
+        client = self._connect()
+        # Model-version tag values may be far longer than run tags (100,000 characters).
+        for key, value in tags_for_mlflow(tags, limit=MAX_VERSION_TAG_VALUE_LENGTH).items():
+            client.set_model_version_tag(self.model_name, version, key, value)
+
+    def set_description(self, version: str, text: str) -> None:
+        version = self.get_version(version).version
+        self._connect().update_model_version(self.model_name, version, description=text)
+
+    def download_model(self, version: str, dst: Path) -> Path:
+        """A folder with config, safetensors weights and tokenizer, ready for from_pretrained."""
+        from registry.download import download_transformers_model
+
+        version = self.get_version(version).version
+        return download_transformers_model(
+            client=self._connect(),
+            tracking_uri=self.tracking_uri,
+            model_name=self.model_name,
+            version=version,
+            dst=Path(dst),
+        )

@@ -1,0 +1,133 @@
+"""Replay: which past train rows join the new rows in a fine-tuning run, so the model does not forget.
+
+A policy picks rows from the history of accepted train rows (kept by the daemon as Parquet).
+Policies are small objects with `sample`, `state_dict` and `load_state_dict`, so a policy that
+keeps its own buffer (reservoir) can be saved and restored next to one that keeps nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from retrain.errors import MissingColumnError, ReplayStateError, UnknownReplayPolicyError
+
+logger = logging.getLogger(__name__)
+
+
+class ReplayPolicy(abc.ABC):
+    """Chooses up to `n` rows of past training data to replay."""
+
+    #: The name `make_replay` knows the policy by; stored in `state_dict()["policy"]`.
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def sample(self, history: pd.DataFrame, n: int, labels: list[str], seed: int) -> pd.DataFrame:
+        """Return up to `n` rows of `history`, all columns kept, deterministic for `seed`."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild this policy with `replay_from_state` (JSON-serialisable)."""
+        return {"policy": self.name}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict()`; refuses a state written by another policy."""
+        if state.get("policy") != self.name:
+            raise ReplayStateError("policy", state.get("policy"), repr(self.name))
+
+
+class ClassBalancedReplay(ReplayPolicy):
+    """Uniform sampling over all past train rows, with equal shares per class where possible.
+
+    Balance matters because the stream's label mix drifts: replaying in proportion to the history
+    would let a class that was common long ago crowd out the rare one the model is forgetting.
+    A class with fewer rows than its share gives all it has, and the rest of its share goes to
+    the others. No row is picked twice. Rows whose label is not in `labels` are never picked.
+    """
+
+    name = "class_balanced"
+
+    def __init__(self, label_column: str = "label") -> None:
+        self.label_column = label_column
+
+    def sample(self, history: pd.DataFrame, n: int, labels: list[str], seed: int) -> pd.DataFrame:
+        if n <= 0 or history.empty:
+            return history.iloc[0:0]
+        if self.label_column not in history.columns:
+            raise MissingColumnError(self.label_column, list(history.columns))
+        rng = np.random.default_rng(seed)
+        column = history[self.label_column].to_numpy()
+        positions = {label: np.flatnonzero(column == label) for label in labels}
+        ignored = len(history) - sum(len(p) for p in positions.values())
+        if ignored:
+            logger.warning("replay: %d history rows have labels outside %s; skipped", ignored, labels)
+
+        quotas = balanced_quotas({label: len(p) for label, p in positions.items()}, n, rng)
+        chosen = [
+            rng.choice(positions[label], size=quota, replace=False)
+            for label, quota in quotas.items()
+            if quota > 0
+        ]
+        # Sorting keeps the history's order, so the output does not depend on dict order; the
+        # trainer shuffles anyway.
+        picked = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
+        logger.debug("replay: %s from %d history rows", quotas, len(history))
+        return history.iloc[picked]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "label_column": self.label_column}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.label_column = state.get("label_column", "label")
+
+
+def balanced_quotas(available: dict[str, int], n: int, rng: np.random.Generator) -> dict[str, int]:
+    """Split `n` across classes as evenly as their `available` counts allow ("water filling").
+
+    Each round gives every open class an equal share; classes that cannot fill it give all they
+    have and close, and the round repeats with what is left. When `n` does not divide evenly the
+    leftover rows go to classes drawn with `rng`, so no class is favoured cycle after cycle.
+    """
+    quotas = {label: 0 for label in available}
+    remaining = min(n, sum(available.values()))
+    open_classes = [label for label, count in available.items() if count > 0]
+    while remaining > 0 and open_classes:
+        share, leftover = divmod(remaining, len(open_classes))
+        short = [label for label in open_classes if available[label] <= share]
+        if short:
+            for label in short:
+                quotas[label] = available[label]
+                remaining -= available[label]
+            open_classes = [label for label in open_classes if label not in short]
+            continue
+        # Every open class has more than `share` rows, so each can also take one leftover row.
+        for label in open_classes:
+            quotas[label] = share
+        for index in rng.choice(len(open_classes), size=leftover, replace=False):
+            quotas[open_classes[index]] += 1
+        remaining = 0
+    return quotas
+
+
+# Later policies (reservoir, recency-weighted) register here.
+_POLICIES: dict[str, type[ReplayPolicy]] = {ClassBalancedReplay.name: ClassBalancedReplay}
+
+
+def make_replay(policy: str, **kwargs: Any) -> ReplayPolicy:
+    """Build a replay policy by name, e.g. `make_replay("class_balanced")`."""
+    try:
+        cls = _POLICIES[policy]
+    except (KeyError, TypeError):
+        raise UnknownReplayPolicyError(policy, sorted(_POLICIES)) from None
+    return cls(**kwargs)
+
+
+def replay_from_state(state: dict[str, Any]) -> ReplayPolicy:
+    """Rebuild a policy saved with `state_dict()`."""
+    replay = make_replay(state.get("policy"))  # type: ignore[arg-type]
+    replay.load_state_dict(state)
+    return replay

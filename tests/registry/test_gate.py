@@ -1,0 +1,198 @@
+"""The promotion gate on hand-made reports whose right answer is known."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from registry import gate
+from registry.errors import InvalidDecisionError, InvalidPolicyError, InvalidSummaryError, RegistryError
+from registry.gate import Check, Decision, GatePolicy, decide
+
+POLICY = GatePolicy()
+
+
+def report(n=100, f1=0.80, recall=None, share=None) -> dict:
+    return {
+        "n": n,
+        "macro_f1": f1,
+        "accuracy": f1,
+        "recall": recall or {"negative": 0.8, "neutral": 0.8, "positive": 0.8},
+        "pred_share": share or {"negative": 0.3, "neutral": 0.4, "positive": 0.3},
+    }
+
+
+def summary(fresh=None, regression=None, loss=0.42) -> dict:
+    return {"fresh": fresh or report(), "regression": regression, "train_loss": loss}
+
+
+def check(decision: Decision, rule: str) -> Check:
+    [found] = [c for c in decision.checks if c.rule == rule]
+    return found
+
+
+def test_too_few_fresh_rows_waits_and_says_how_many():
+    decision = decide(summary(report(n=12)), summary(report(n=12)), POLICY)
+    assert decision.outcome == "WAIT"
+    assert [c.rule for c in decision.checks] == ["fresh_rows"]
+    assert "12" in decision.reasons[0] and "20" in decision.reasons[0]
+
+
+def test_first_model_promoted_when_above_the_floor():
+    decision = decide(summary(report(f1=0.55)), None, POLICY)
+    assert decision.outcome == "PROMOTE"
+    assert "0.550" in check(decision, "first_model_floor").message
+    assert "0.400" in check(decision, "first_model_floor").message
+
+
+def test_first_model_rejected_below_the_floor():
+    decision = decide(summary(report(f1=0.31)), None, POLICY)
+    assert decision.outcome == "REJECT"
+    floor = check(decision, "first_model_floor")
+    assert not floor.passed and "0.310" in floor.message and floor.message.endswith("fail")
+
+
+def test_drop_on_fresh_rows_rejects():
+    decision = decide(summary(report(f1=0.78)), summary(report(f1=0.80)), POLICY)
+    assert decision.outcome == "REJECT"
+    gain = check(decision, "fresh_gain")
+    assert not gain.passed
+    assert gain.message == "fresh macro-F1 0.780 vs champion 0.800 (-0.020 < +0.000): fail"
+
+
+def test_min_fresh_gain_is_required_on_top_of_the_champion():
+    decision = decide(summary(report(f1=0.81)), summary(report(f1=0.80)), GatePolicy(min_fresh_gain=0.02))
+    assert decision.outcome == "REJECT"
+    assert "+0.010 < +0.020" in check(decision, "fresh_gain").message
+
+
+def test_forgetting_beyond_budget_rejects():
+    candidate = summary(regression=report(f1=0.78))
+    champion = summary(regression=report(f1=0.80))
+    decision = decide(candidate, champion, POLICY)
+    assert decision.outcome == "REJECT"
+    forgetting = check(decision, "forgetting")
+    assert not forgetting.passed and "+0.020 > 0.010" in forgetting.message
+
+
+def test_forgetting_exactly_at_budget_passes():
+    # 0.80 - 0.79 is 0.010000000000000009 in floating point; the budget says "at most 0.01".
+    decision = decide(summary(regression=report(f1=0.79)), summary(regression=report(f1=0.80)), POLICY)
+    assert check(decision, "forgetting").passed
+    assert decision.outcome == "PROMOTE"
+
+
+def test_no_regression_rows_yet_is_a_pass_that_says_so():
+    decision = decide(summary(regression=None), summary(regression=report(n=0)), POLICY)
+    forgetting = check(decision, "forgetting")
+    assert forgetting.passed and "no regression rows yet" in forgetting.message
+    assert decision.outcome == "PROMOTE"
+
+
+def test_one_class_collapsing_rejects_even_when_macro_f1_improves():
+    candidate = summary(report(f1=0.85, recall={"negative": 0.50, "neutral": 0.95, "positive": 0.95}))
+    champion = summary(report(f1=0.80, recall={"negative": 0.80, "neutral": 0.80, "positive": 0.80}))
+    decision = decide(candidate, champion, POLICY)
+    assert decision.outcome == "REJECT"
+    collapse = check(decision, "class_recall_fresh")
+    assert not collapse.passed
+    assert "'negative' 0.800 -> 0.500" in collapse.message
+
+
+def test_class_collapse_on_regression_rows_rejects():
+    candidate = summary(regression=report(recall={"negative": 0.9, "neutral": 0.3, "positive": 0.9}))
+    champion = summary(regression=report())
+    decision = decide(candidate, champion, POLICY)
+    assert decision.outcome == "REJECT"
+    assert not check(decision, "class_recall_regression").passed
+    assert check(decision, "class_recall_fresh").passed
+
+
+def test_predictions_collapsed_onto_one_class_reject():
+    share = {"negative": 0.0, "neutral": 0.995, "positive": 0.005}
+    decision = decide(summary(report(f1=0.9, share=share)), None, POLICY)
+    assert decision.outcome == "REJECT"
+    mix = check(decision, "prediction_mix")
+    assert not mix.passed and "99.5%" in mix.message and "neutral" in mix.message
+
+
+@pytest.mark.parametrize("loss", [math.nan, math.inf])
+def test_non_finite_train_loss_rejects(loss):
+    decision = decide(summary(loss=loss), summary(), POLICY)
+    assert decision.outcome == "REJECT"
+    assert not check(decision, "train_loss").passed
+
+
+def test_all_rules_pass_promotes_with_readable_reasons():
+    candidate = summary(report(f1=0.812), regression=report(f1=0.795))
+    champion = summary(report(f1=0.790), regression=report(f1=0.800))
+    decision = decide(candidate, champion, POLICY)
+    assert decision.outcome == "PROMOTE"
+    assert all(c.passed for c in decision.checks)
+    assert [c.rule for c in decision.checks] == [
+        "fresh_rows", "train_loss", "prediction_mix",
+        "fresh_gain", "forgetting", "class_recall_fresh", "class_recall_regression",
+    ]
+    assert "fresh macro-F1 0.812 vs champion 0.790 (+0.022 >= +0.000): pass" in decision.reasons
+    assert len(decision.reasons) == len(decision.checks)
+
+
+def test_every_failing_rule_is_reported_not_just_the_first():
+    candidate = summary(report(f1=0.70), regression=report(f1=0.60), loss=math.nan)
+    decision = decide(candidate, summary(regression=report(f1=0.80)), POLICY)
+    assert {c.rule for c in decision.failed} == {"train_loss", "fresh_gain", "forgetting"}
+
+
+def test_a_rule_appended_to_the_list_takes_part(monkeypatch):
+    def always_fails(candidate, champion, policy):
+        return Check("bootstrap", False, "paired bootstrap: gain not significant: fail")
+
+    monkeypatch.setattr(gate, "CHAMPION_RULES", gate.CHAMPION_RULES + [always_fails])
+    decision = decide(summary(report(f1=0.9)), summary(), POLICY)
+    assert decision.outcome == "REJECT"
+    assert decision.checks[-1].rule == "bootstrap"
+
+
+def test_decision_survives_a_json_round_trip():
+    decision = decide(summary(report(f1=0.78)), summary(), POLICY)
+    again = Decision.from_dict(json.loads(json.dumps(decision.to_dict())))
+    assert again == decision
+    assert again.outcome == "REJECT"
+
+
+def test_decision_from_dict_names_a_bad_outcome():
+    with pytest.raises(InvalidDecisionError, match="outcome 'MAYBE' is not one of PROMOTE, REJECT, WAIT"):
+        Decision.from_dict({"outcome": "MAYBE", "checks": []})
+    with pytest.raises(InvalidDecisionError, match="checks"):
+        Decision.from_dict({"outcome": "WAIT"})
+
+
+def test_summary_without_fresh_report_is_a_clear_error():
+    with pytest.raises(InvalidSummaryError, match="champion evaluation summary has no 'fresh' report"):
+        decide(summary(), {"regression": None}, POLICY)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("max_forgetting", 1.5, r"GatePolicy.max_forgetting = 1.5 is not allowed: expected a number in \[0.0, 1.0\]"),
+        ("max_class_drop", -0.1, r"GatePolicy.max_class_drop = -0.1 .* \[0.0, 1.0\]"),
+        ("min_fresh_gain", math.nan, r"GatePolicy.min_fresh_gain = nan .* \[-1.0, 1.0\]"),
+        ("first_model_min_macro_f1", "0.4", r"GatePolicy.first_model_min_macro_f1 = '0.4' .* a number"),
+        ("min_fresh_rows", 0, r"GatePolicy.min_fresh_rows = 0 is not allowed: expected an integer >= 1"),
+        ("min_fresh_rows", 2.5, r"GatePolicy.min_fresh_rows = 2.5 .* integer"),
+    ],
+)
+def test_policy_rejects_out_of_range_values_naming_field_and_range(field, value, expected):
+    with pytest.raises(InvalidPolicyError, match=expected) as caught:
+        GatePolicy(**{field: value})
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, RegistryError)
+
+
+def test_policy_to_dict_lists_every_field():
+    assert GatePolicy(max_forgetting=0.02).to_dict() == {
+        "max_forgetting": 0.02, "min_fresh_gain": 0.0, "max_class_drop": 0.25,
+        "first_model_min_macro_f1": 0.4, "min_fresh_rows": 20,
+    }
