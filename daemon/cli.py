@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
 import sys
 from functools import wraps
@@ -149,6 +150,7 @@ def run(obj, once: bool, demo_feed: Path | None, as_json: bool) -> None:
 def ingest(obj, files: tuple[Path, ...], as_json: bool) -> None:
     """Validate and record FILES now (your files are copied, not moved). Exit 1 if any is quarantined."""
     ctx = _context(obj)
+    ctx.inbox.actor = _actor()
     results = [ctx.inbox.ingest_copy(path) for path in files]
     _emit([r.to_dict() for r in results], as_json, "\n".join(f"{r.file}: {r.status} — {r.reason}" for r in results))
     bad = [r for r in results if r.status == "quarantined"]
@@ -246,6 +248,11 @@ def predict(obj, texts: tuple[str, ...], as_json: bool) -> None:
 
 
 def main() -> None:
+    # Before anything imports mlflow or transformers: no telemetry, no hub, no progress-bar noise.
+    for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1",
+                       "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                       "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DISABLE_MLFLOW_INTEGRATION": "TRUE"}.items():
+        os.environ.setdefault(key, value)
     cli(prog_name="cltool")
 
 

@@ -36,15 +36,18 @@ class ModelSection(_Section):
 
 
 class TrainSection(_Section):
-    epochs: int = Field(3, ge=1, le=100, description="Most passes over new + replay rows per update.")
-    batch_size: int = Field(32, ge=1, le=4096, description="Rows per optimisation step.")
-    learning_rate: float = Field(5e-5, gt=0, le=1, description="Peak AdamW learning rate.")
+    epochs: int = Field(4, ge=1, le=100, description="Most passes over new + replay rows per update.")
+    batch_size: int = Field(16, ge=1, le=4096, description="Rows per optimisation step.")
+    learning_rate: float = Field(2e-4, gt=0, le=1, description="Peak AdamW learning rate.")
     seed: int = Field(13, ge=0, description="Seed for sampling, initialisation and data order.")
     early_stopping_patience: int = Field(
         1, ge=0, le=20, description="Epochs without a better val macro-F1 before stopping (0 = never stop early)."
     )
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto picks CUDA when present.")
+    class_weighting: bool = Field(
+        True, description="Weight the loss by inverse class frequency (neutral news must not swamp the rest)."
+    )
 
 
 class ReplaySection(_Section):

@@ -202,7 +202,8 @@ def _train_config(s) -> TrainConfig:
     return TrainConfig(epochs=s.train.epochs, batch_size=s.train.batch_size, learning_rate=s.train.learning_rate,
                        seed=s.train.seed, max_length=s.model.max_length, weight_decay=s.train.weight_decay,
                        early_stopping_patience=s.train.early_stopping_patience,
-                       device=None if s.train.device == "auto" else s.train.device)
+                       device=None if s.train.device == "auto" else s.train.device,
+                       class_weighting=s.train.class_weighting)
 
 
 def _gate_policy(s) -> GatePolicy:

@@ -45,8 +45,8 @@ class IngestResult:
 
 class Inbox:
     def __init__(self, settings: Settings, store: StateStore, clock: Callable[[], datetime] = utcnow,
-                 settle_seconds: float = 1.0) -> None:
-        self.settings, self.store, self.clock = settings, store, clock
+                 settle_seconds: float = 1.0, actor: str = "daemon") -> None:
+        self.settings, self.store, self.clock, self.actor = settings, store, clock, actor
         self.settle_seconds = settle_seconds  # a file younger than this may still be being written
         self.claimed_dir = settings.inbox_dir / CLAIMED
         for folder in (settings.inbox_dir, self.claimed_dir, settings.rows_dir, settings.quarantine_dir,
@@ -99,7 +99,8 @@ class Inbox:
         if existing is not None:
             self._archive(claimed, f"duplicates/{self._stamp()}-{claimed.name}")
             reason = f"same bytes as batch {existing.batch_id} ({existing.file_name}); not trained on twice"
-            self.store.append("ingest.duplicate", reason, batch_id=existing.batch_id, payload={"file": claimed.name})
+            self.store.append("ingest.duplicate", reason, batch_id=existing.batch_id, actor=self.actor,
+                              payload={"file": claimed.name})
             return IngestResult(claimed.name, "duplicate", existing, reason)
 
         settings = self.settings
@@ -117,7 +118,8 @@ class Inbox:
         if judgement.accepted.empty:  # every row is already recorded: nothing to learn, nothing lost
             self._archive(claimed, f"duplicates/{self._stamp()}-{claimed.name}")
             reason = f"no new rows: all {judgement.duplicates} rows are already recorded"
-            self.store.append("ingest.duplicate", reason, payload={"file": claimed.name, "checksum": checksum})
+            self.store.append("ingest.duplicate", reason, actor=self.actor,
+                              payload={"file": claimed.name, "checksum": checksum})
             return IngestResult(claimed.name, "duplicate", None, reason)
         return self._record(claimed, checksum, judgement)
 
@@ -145,7 +147,7 @@ class Inbox:
         self._archive(claimed, f"{batch_id}-{claimed.name}")
         summary = (f"{batch.rows_accepted} rows accepted (train {batch.n_train}, val {batch.n_val}, "
                    f"test {batch.n_test}); {batch.rows_duplicate} duplicates, {batch.rows_bad} bad")
-        self.store.append("ingest.accepted", summary, batch_id=batch_id,
+        self.store.append("ingest.accepted", summary, batch_id=batch_id, actor=self.actor,
                           payload={"file": claimed.name, "checksum": checksum, "label_counts": batch.label_counts})
         return IngestResult(claimed.name, "accepted", batch, summary)
 
@@ -153,7 +155,7 @@ class Inbox:
         target = self.settings.quarantine_dir / f"{self._stamp()}-{claimed.name}"
         self._write_reason(target, claimed.name, checksum, reason, judgement)
         os.replace(claimed, target)  # the reason file is written first: a quarantined file always has one
-        self.store.append("ingest.quarantined", reason, payload={"file": claimed.name, "checksum": checksum,
+        self.store.append("ingest.quarantined", reason, actor=self.actor, payload={"file": claimed.name, "checksum": checksum,
                                                                   "path": str(target)})
         log.warning("quarantined %s: %s", claimed.name, reason)
         return IngestResult(claimed.name, "quarantined", None, reason, target)

@@ -47,10 +47,10 @@ MODEL = "model"
 class TrainConfig:
     """How to fine-tune. Every field is checked on construction; a bad one names itself."""
 
-    epochs: int = field(default=3, metadata={"help": "Maximum passes over the train rows (>= 1)."})
-    batch_size: int = field(default=32, metadata={"help": "Rows per training step (>= 1)."})
+    epochs: int = field(default=4, metadata={"help": "Maximum passes over the train rows (>= 1)."})
+    batch_size: int = field(default=16, metadata={"help": "Rows per training step (>= 1)."})
     learning_rate: float = field(
-        default=5e-5, metadata={"help": "Peak AdamW learning rate, in (0, 1]."}
+        default=2e-4, metadata={"help": "Peak AdamW learning rate, in (0, 1]."}
     )
     seed: int = field(
         default=13, metadata={"help": "Seeds head init, shuffling and dropout (>= 0)."}
@@ -70,6 +70,11 @@ class TrainConfig:
     )
     device: str | None = field(
         default=None, metadata={"help": '"cpu", "cuda", or None to use a GPU when one is visible.'}
+    )
+    class_weighting: bool = field(
+        default=True,
+        metadata={"help": "Weight the loss by inverse class frequency of the train rows, so a "
+                          "majority class (neutral news) cannot swamp the rare ones."},
     )
 
     def __post_init__(self) -> None:
@@ -123,6 +128,22 @@ class _LogToLogger(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 (Trainer's hook)
         if logs and state.is_local_process_zero:
             logger.info("epoch %.2f: %s", state.epoch or 0.0, logs)
+
+
+def _weighted_loss(train_labels: list[int], n_classes: int):
+    """Cross-entropy weighted by inverse class frequency ("balanced": n / (k * count)), capped at 10x
+    so a class with a handful of rows cannot dominate either."""
+    counts = np.bincount(np.asarray(train_labels), minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    weights = torch.tensor(np.clip(weights, 0.1, 10.0), dtype=torch.float32)
+
+    def loss(outputs, labels, num_items_in_batch=None):  # noqa: ANN001 (Trainer's hook)
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights.to(logits.device))
+
+    return loss
 
 
 class _StopWhenAsked(TrainerCallback):
@@ -235,6 +256,7 @@ def fine_tune(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_val_macro_f1(len(labels)) if has_val else None,
+        compute_loss_func=_weighted_loss(train_ds["labels"], len(labels)) if config.class_weighting else None,
         callbacks=callbacks,
     )
     # disable_tqdm swaps the bars for PrinterCallback, which print()s every log line.

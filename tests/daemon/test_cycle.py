@@ -1,0 +1,92 @@
+"""The cycle in-process on a tiny model with a real MLflow (SQLite in tmp_path)."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.config import load_settings
+from daemon.context import open_context
+from daemon.cycle import CycleAborted, maybe_run, run_cycle
+from retrain.modeling import build_tiny_model
+from tests.daemon.conftest import write_csv
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def toy_rows(n: int, start: int = 0) -> list[tuple[str, str]]:
+    words = {"negative": "plunge loss", "neutral": "meeting held", "positive": "soar profit"}
+    return [(f"{words[LABELS[i % 3]]} item {i}", LABELS[i % 3]) for i in range(start, start + n)]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "base", LABELS)
+
+
+@pytest.fixture
+def ctx(tmp_path, tiny_base):
+    settings = load_settings(
+        state_dir=str(tmp_path / "state"), inbox_dir=str(tmp_path / "inbox"),
+        model={"base": str(tiny_base), "max_length": 16},
+        train={"epochs": 10, "batch_size": 16, "learning_rate": 0.002, "early_stopping_patience": 0},
+        trigger={"min_new_rows": 50}, gate={"first_model_min_macro_f1": 0.0, "min_fresh_rows": 10},
+    )
+    return open_context(settings, owner="test")
+
+
+def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(200)))
+    first = maybe_run(ctx)
+    assert (first.outcome, first.version) == ("PROMOTE", "1")
+    assert ctx.registry.get_alias("champion").version == "1"
+    assert ctx.store.list_batches(pending=True) == []
+    assert maybe_run(ctx) is None  # nothing new: no cycle
+
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(200, start=1000)))
+    second = maybe_run(ctx)
+    assert second.version == "2" and second.outcome in {"PROMOTE", "REJECT"}
+    info = ctx.registry.get_version("2")
+    assert info.tags["cltool.decision"] == second.outcome and info.tags["cltool.parent_version"] == "1"
+    assert "regression_macro_f1" in info.metrics and "champion_fresh_macro_f1" in info.metrics
+    assert "candidate" in info.description and "Reasons" in info.description
+    decision = ctx.store.last_event("decision")
+    assert decision.version == "2" and decision.payload["outcome"] == second.outcome
+    alias = "champion" if second.outcome == "PROMOTE" else "challenger"
+    assert ctx.registry.get_alias(alias).version == "2"
+    synced = ctx.store.last_event("alias.synced")
+    assert synced.version == "2"
+
+
+def test_requested_cycle_with_too_few_test_rows_waits_and_keeps_rows_pending(ctx, tmp_path):
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "small.csv", toy_rows(20)))
+    ctx.store.append("retrain.requested", "now please", actor="alice")
+    result = maybe_run(ctx)
+    assert result.outcome == "WAIT" and "min_fresh_rows" in result.reasons[0]
+    assert len(ctx.store.list_batches(pending=True)) == 1
+    assert ctx.registry.get_alias("champion") is None
+    assert maybe_run(ctx) is None  # the request was answered; no retry loop
+
+
+def test_stop_request_aborts_before_registering_and_keeps_rows_pending(ctx, tmp_path):
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(200)))
+    ctx.stop.set()
+    with pytest.raises(CycleAborted):
+        run_cycle(ctx, "test")
+    assert ctx.registry.list_versions() == []
+    assert len(ctx.store.list_batches(pending=True)) == 1
+    assert ctx.store.last_event("cycle.aborted") is not None
+
+
+def test_a_failing_cycle_is_recorded_and_leaves_batches_pending(ctx, tmp_path, monkeypatch):
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(200)))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("daemon.cycle.fine_tune", broken)
+    with pytest.raises(RuntimeError):
+        run_cycle(ctx, "test")
+    failed = ctx.store.last_event("cycle.failed")
+    assert "disk full" in failed.reason
+    assert len(ctx.store.list_batches(pending=True)) == 1
+    assert not any((ctx.settings.work_dir).glob("c*"))  # the half-trained candidate is gone
