@@ -227,6 +227,21 @@ def history(obj, as_json: bool, limit: int, types: tuple[str, ...], show_all: bo
 
 
 @cli.command()
+@click.argument("version")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def explain(obj, version: str, as_json: bool) -> None:
+    """Replay the gate's decision on VERSION from its stored eval report and config, and print why."""
+    from daemon.explain import explain as replay, render
+
+    data = replay(_context(obj), version)
+    _emit(data, as_json, render(data))
+    if not data["reproduced"]:
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj

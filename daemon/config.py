@@ -77,6 +77,22 @@ class GateSection(_Section):
     regression_max_rows: int = Field(
         2000, ge=10, description="Cap on the regression suite (past test rows, stratified by batch and label)."
     )
+    confidence: float = Field(0.95, ge=0.5, le=0.999, description="Confidence of the paired bootstrap intervals.")
+    bootstrap_samples: int = Field(1000, ge=100, le=100000, description="Resamples in each paired bootstrap.")
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap, so a stored decision replays exactly.")
+    max_negative_flip_rate: float = Field(
+        0.10, ge=0, le=1, description="Largest share of rows the champion got right and the candidate gets wrong."
+    )
+    max_wait_rows: int = Field(
+        400, ge=1, description="A gain within the noise WAITs for more fresh rows, up to this many; then REJECT."
+    )
+
+
+class WatchSection(_Section):
+    enabled: bool = Field(True, description="After a promotion, compare the new and previous champion on new batches.")
+    min_rows: int = Field(100, ge=10, description="Rows since the promotion before the comparison starts.")
+    strikes: int = Field(2, ge=1, le=20, description="Consecutive significantly-worse checks that roll back.")
+    max_rows: int = Field(2000, ge=10, description="Rows after which the new champion's probation ends.")
 
 
 class InboxSection(_Section):
@@ -95,6 +111,9 @@ class MlflowSection(_Section):
 
 class StoreSection(_Section):
     url: str = Field("", description="State store SQLAlchemy URL; empty = sqlite:///<state_dir>/state.db.")
+    lock_wait_seconds: float = Field(
+        30.0, ge=0, le=3600, description="How long promote/rollback/a cycle wait for another alias move to finish."
+    )
 
 
 class LogSection(_Section):
@@ -123,6 +142,7 @@ class Settings(BaseSettings):
     replay: ReplaySection = ReplaySection()
     trigger: TriggerSection = TriggerSection()
     gate: GateSection = GateSection()
+    watch: WatchSection = WatchSection()
     inbox: InboxSection = InboxSection()
     mlflow: MlflowSection = MlflowSection()
     store: StoreSection = StoreSection()

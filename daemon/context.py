@@ -43,7 +43,7 @@ def open_context(settings: Settings, owner: str, clock: Callable[[], datetime] =
     store = StateStore(settings.store_url)
     registry = ModelRegistry(settings.tracking_uri, settings.mlflow.model_name,
                              experiment=settings.mlflow.experiment, artifact_location=settings.artifact_location)
-    keeper = AliasKeeper(store, registry, owner)
+    keeper = AliasKeeper(store, registry, owner, lock_wait=settings.store.lock_wait_seconds)
     return Context(settings, store, registry, keeper, Inbox(settings, store, clock), owner, clock)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
@@ -18,11 +18,12 @@ from daemon.context import Context
 from daemon.errors import CltoolError
 from daemon.report import describe, metrics_of
 from daemon.trigger import should_run
+from registry.errors import RegistryError
 from registry.gate import Decision, GatePolicy, decide
 from registry.plots import confusion_png
 from retrain.evaluation import Predictor
 from retrain.modeling import resolve_base
-from retrain.replay import make_replay
+from retrain.replay import make_replay, replay_from_state
 from retrain.train import TrainConfig, fine_tune
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,13 @@ def maybe_run(ctx: Context) -> CycleResult | None:
     """The scheduler's cycle job: run when the trigger policy says so."""
     pending = ctx.store.list_batches(pending=True)
     last = ctx.store.last_event("cycle.finished")
-    verdict = should_run(pending, requested_by=requested_by(ctx), last_cycle_at=last.at if last else None,
+    requester = requested_by(ctx)
+    decided = ctx.store.last_event("decision")
+    if requester is None and decided is not None and decided.payload.get("outcome") == "WAIT" \
+            and not ctx.store.events(types=["ingest.accepted"], after_id=decided.id):
+        log.debug("no cycle: the last one said WAIT and no batch has arrived since")
+        return None
+    verdict = should_run(pending, requested_by=requester, last_cycle_at=last.at if last else None,
                          now=ctx.clock(), policy=ctx.settings.trigger, min_fresh_rows=ctx.settings.gate.min_fresh_rows)
     if not verdict.run:
         log.debug("no cycle: %s", verdict.reason)
@@ -95,7 +102,7 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     champion_dir = ctx.models.path(champion.version) if champion else None
     init = champion_dir or resolve_base(s.model.base)
     new_train = evidence.split(new, "train")
-    replay_policy = make_replay(s.replay.policy)
+    replay_policy = _replay_policy(ctx, champion.version if champion else None)
     replay = replay_policy.sample(evidence.split(past, "train"), round(s.replay.ratio * len(new_train)),
                                   s.labels, s.train.seed)
     val = pd.concat([evidence.split(new, "val"),
@@ -117,8 +124,6 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     summaries = _summaries(on_fresh, on_regression, result.train_loss)
     decision = decide(summaries["candidate"], summaries["champion"], _gate_policy(s))
     log.info("cycle %s: %s — %s", cycle_id, decision.outcome, "; ".join(decision.reasons))
-    if decision.outcome == "WAIT":
-        return _wait(ctx, cycle_id, "; ".join(decision.reasons))
     _check_stop(ctx, cycle_id, "registration")
 
     metrics = metrics_of(summaries, on_fresh, on_regression, result, s.labels)
@@ -168,7 +173,9 @@ def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against,
              "reason": "gate: " + outcome, "payload": {"op": op, "to": version, "from": now_champion,
                                                         "forced": False, "gate_decision": outcome}},
         ]
-        batch_ids = [b.batch_id for b in pending]
+        # WAIT: the evidence was inconclusive. The candidate stays reviewable as challenger, but its
+        # batches stay pending, so the next cycle retrains on them plus whatever arrives next.
+        batch_ids = [b.batch_id for b in pending] if outcome != "WAIT" else []
         _decision, intent = ctx.store.append_with_consume(entries, batch_ids, cycle_id)
         keeper.apply(intent)
     ctx.store.append("cycle.finished", outcome, version=version, payload={"cycle_id": cycle_id})
@@ -184,13 +191,36 @@ def _wait(ctx: Context, cycle_id: str, why: str) -> CycleResult:
 
 
 def _summaries(on_fresh, on_regression, train_loss: float) -> dict[str, Any]:
+    """Gate input. Each report carries its per-row evidence (y_true, y_pred), so the gate can run a
+    paired test and `cltool explain` can replay the decision from the stored report alone."""
+
+    def report(scores, side: str) -> dict | None:
+        if scores is None or getattr(scores, side) is None:
+            return None
+        return {**getattr(scores, side), "y_true": scores.truth, "y_pred": getattr(scores, f"{side}_pred")}
+
     return {
-        "candidate": {"fresh": on_fresh.candidate, "regression": on_regression.candidate if on_regression else None,
+        "candidate": {"fresh": report(on_fresh, "candidate"), "regression": report(on_regression, "candidate"),
                       "train_loss": train_loss},
         "champion": None if on_fresh.champion is None else {
-            "fresh": on_fresh.champion, "regression": on_regression.champion if on_regression else None,
+            "fresh": report(on_fresh, "champion"), "regression": report(on_regression, "champion"),
             "train_loss": None},
     }
+
+
+def _replay_policy(ctx: Context, champion_version: str | None):
+    """The replay state saved with the champion (so a rollback brings its matching state back), or a
+    fresh policy when there is none or the configured policy changed."""
+    policy = ctx.settings.replay.policy
+    if champion_version is not None:
+        try:
+            saved = ctx.registry.read_json_artifact(champion_version, "lineage").get("replay_policy") or {}
+        except RegistryError as exc:
+            log.warning("no replay state for champion v%s (%s): starting a fresh %s policy", champion_version, exc, policy)
+            saved = {}
+        if saved.get("policy") == policy:
+            return replay_from_state(saved)
+    return make_replay(policy)
 
 
 def _check_stop(ctx: Context, cycle_id: str, step: str) -> None:
@@ -206,8 +236,11 @@ def _train_config(s) -> TrainConfig:
                        class_weighting=s.train.class_weighting)
 
 
+def gate_policy(gate: dict[str, Any]) -> GatePolicy:
+    """The gate's policy from a `[gate]` config section (current settings, or a version's stored config)."""
+    known = {f.name for f in fields(GatePolicy)}
+    return GatePolicy(**{key: value for key, value in gate.items() if key in known})
+
+
 def _gate_policy(s) -> GatePolicy:
-    g = s.gate
-    return GatePolicy(max_forgetting=g.max_forgetting, min_fresh_gain=g.min_fresh_gain,
-                      max_class_drop=g.max_class_drop, first_model_min_macro_f1=g.first_model_min_macro_f1,
-                      min_fresh_rows=g.min_fresh_rows)
+    return gate_policy(s.gate.model_dump())

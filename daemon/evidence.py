@@ -46,6 +46,7 @@ class Scores:
     negative_flip_rate: float | None
     candidate_pred: list[str]
     champion_pred: list[str] | None
+    truth: list[str]
 
 
 def score_pair(rows: pd.DataFrame, labels: list[str], candidate: Predictor, champion: Predictor | None) -> Scores:
@@ -53,10 +54,10 @@ def score_pair(rows: pd.DataFrame, labels: list[str], candidate: Predictor, cham
     cand_pred = _predict_labels(candidate, texts)
     cand_report = score(truth, cand_pred, labels)
     if champion is None:
-        return Scores(cand_report, None, None, cand_pred, None)
+        return Scores(cand_report, None, None, cand_pred, None, truth)
     champ_pred = _predict_labels(champion, texts)
     flips = negative_flip_rate(truth, champ_pred, cand_pred) if texts else None
-    return Scores(cand_report, score(truth, champ_pred, labels), flips, cand_pred, champ_pred)
+    return Scores(cand_report, score(truth, champ_pred, labels), flips, cand_pred, champ_pred, truth)
 
 
 def _predict_labels(predictor: Predictor, texts: list[str]) -> list[str]:

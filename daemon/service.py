@@ -19,6 +19,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from daemon import watch
 from daemon.context import Context
 from daemon.cycle import CycleAborted, maybe_run
 from daemon.locks import DAEMON_LOCK, Locks
@@ -58,6 +59,7 @@ class Daemon:
         self.start_up()
         try:
             ingested = self.ctx.inbox.take_all()
+            self.watch()
             result = maybe_run(self.ctx)
             return [ingested, result]
         finally:
@@ -107,11 +109,19 @@ class Daemon:
         for result in self.ctx.inbox.take_all():
             log.info("ingested %s: %s — %s", result.file, result.status, result.reason)
 
+    def watch(self) -> None:
+        """Probation of a freshly promoted champion; cheap when no batch arrived since the last look."""
+        if self.ctx.settings.watch.enabled:
+            verdict = watch.check(self.ctx)
+            if verdict is not None and verdict.action == "rolled_back":
+                log.warning("rolled back v%s to v%s", verdict.champion, verdict.previous)
+
     def cycle(self) -> None:
         if self.ctx.stop.is_set():
             return
         self.idle.clear()
         try:
+            self.watch()  # before a cycle: a bad champion must not be the parent of the next candidate
             maybe_run(self.ctx)
         except CycleAborted as exc:
             log.warning("%s", exc)

@@ -169,3 +169,22 @@ class ConfusionShapeError(RegistryError, ValueError):
             f"confusion matrix is {rows} rows with lengths {list(cols)} for {labels} labels; "
             f"expected a {labels}x{labels} matrix (rows = true label, columns = predicted)"
         )
+
+
+class MissingArtifactError(RegistryError, FileNotFoundError):
+    """A version's run lacks an artifact cltool wrote for it (a run logged by something else, or damaged)."""
+
+    def __init__(self, version: str, name: str, detail: str) -> None:
+        self.version, self.name = version, name
+        super().__init__(f"version {version} has no artifact {name!r} in its run ({detail})")
+
+
+class MismatchedEvidenceError(RegistryError, ValueError):
+    """Candidate and champion reports whose per-row labels say they were not scored on the same rows."""
+
+    def __init__(self, part: str, problem: str) -> None:
+        self.part, self.problem = part, problem
+        super().__init__(
+            f"candidate and champion '{part}' reports disagree on their rows: {problem}; expected "
+            "both scored on the same rows in the same order (identical 'y_true')"
+        )

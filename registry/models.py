@@ -279,3 +279,18 @@ class ModelRegistry:
             version=version,
             dst=Path(dst),
         )
+
+    def read_json_artifact(self, version: str, name: str) -> Any:
+        """A JSON artifact `<name>.json` of the run behind `version` (eval report, lineage, config)."""
+        import json
+        import tempfile
+
+        from registry.errors import MissingArtifactError
+
+        info = self.get_version(version)
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                path = self._connect().download_artifacts(info.run_id, f"{name}.json", scratch)
+            except Exception as exc:  # mlflow raises several types for a missing artifact
+                raise MissingArtifactError(version, f"{name}.json", type(exc).__name__) from exc
+            return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -44,7 +44,7 @@ def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):
 
     ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(200, start=1000)))
     second = maybe_run(ctx)
-    assert second.version == "2" and second.outcome in {"PROMOTE", "REJECT"}
+    assert second.version == "2" and second.outcome in {"PROMOTE", "REJECT", "WAIT"}
     info = ctx.registry.get_version("2")
     assert info.tags["cltool.decision"] == second.outcome and info.tags["cltool.parent_version"] == "1"
     assert "regression_macro_f1" in info.metrics and "champion_fresh_macro_f1" in info.metrics
@@ -53,8 +53,32 @@ def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):
     assert decision.version == "2" and decision.payload["outcome"] == second.outcome
     alias = "champion" if second.outcome == "PROMOTE" else "challenger"
     assert ctx.registry.get_alias(alias).version == "2"
+    # WAIT keeps the batch pending for the next cycle; PROMOTE and REJECT consume it.
+    assert len(ctx.store.list_batches(pending=True)) == (1 if second.outcome == "WAIT" else 0)
     synced = ctx.store.last_event("alias.synced")
     assert synced.version == "2"
+
+    # The run carries what a reviewer needs: config as params, report, lineage, plots.
+    import json
+
+    import mlflow
+
+    client = mlflow.MlflowClient(ctx.settings.tracking_uri)
+    run = client.get_run(info.run_id)
+    assert run.data.params["train.learning_rate"] == "0.002" and "gate.max_forgetting" in run.data.params
+    names = {a.path for a in client.list_artifacts(info.run_id)}
+    assert {"eval_report.json", "lineage.json", "config.json", "confusion_candidate.png",
+            "confusion_champion.png"} <= names
+    lineage = json.loads(open(client.download_artifacts(info.run_id, "lineage.json", str(tmp_path))).read())
+    assert [b["file"] for b in lineage["batches"]] == ["b.csv"]
+    assert lineage["replay_rows"] == len(lineage["replay_row_hashes"]) > 0
+    assert lineage["replay_policy"]["policy"] == "class_balanced"
+
+    # `cltool explain` replays the stored decision from the artifacts alone.
+    from daemon.explain import explain
+
+    replay = explain(ctx, "2")
+    assert replay["reproduced"] and replay["outcome"] == second.outcome and replay["parent_version"] == "1"
 
 
 def test_requested_cycle_with_too_few_test_rows_waits_and_keeps_rows_pending(ctx, tmp_path):

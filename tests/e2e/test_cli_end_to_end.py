@@ -82,7 +82,7 @@ def test_loop_end_to_end(env):
     cltool(env, "ingest", str(root / "b2.csv"))
     assert as_json(env, "status")["pending_rows"] > 50
     second = as_json(env, "run", "--once")["cycle"]
-    assert second["version"] == "2" and second["outcome"] in {"PROMOTE", "REJECT"}
+    assert second["version"] == "2" and second["outcome"] in {"PROMOTE", "REJECT", "WAIT"}
     status = as_json(env, "status")
     assert status["last_decision"]["version"] == "2"
     assert status["last_decision"]["outcome"] == second["outcome"]
@@ -90,23 +90,29 @@ def test_loop_end_to_end(env):
     decisions = as_json(env, "history", "--type", "decision")
     assert [(e["version"], e["type"]) for e in decisions] == [("1", "decision"), ("2", "decision")]
     assert all(e["reason"] and e["at"] for e in decisions)
+    explained = as_json(env, "explain", "2")
+    assert explained["reproduced"] and explained["outcome"] == second["outcome"]
 
     # promote and rollback move the aliases and are recorded with who and why.
-    if second["outcome"] == "REJECT":
-        assert status["challenger"]["version"] == "2" and status["champion"]["version"] == "1"
-        refused = cltool(env, "promote", "2", "--reason", "try it", ok=False)
-        assert refused.returncode == 1 and "--force" in refused.stderr
-        cltool(env, "promote", "2", "--reason", "reviewed by hand", "--force")
-        assert as_json(env, "history", "--type", "promotion")[-1]["payload"]["forced"] is True
-        assert as_json(env, "status")["champion"]["version"] == "2"
-        cltool(env, "rollback", "--reason", "back to the gate's choice")
-        expected = ("1", "2")
-    else:
+    if second["outcome"] == "PROMOTE":
         assert status["champion"]["version"] == "2" and status["previous_champion"]["version"] == "1"
         cltool(env, "rollback", "--reason", "drill")
         assert (as_json(env, "status")["champion"]["version"]) == "1"
         cltool(env, "promote", "2", "--reason", "drill over")
         expected = ("2", "1")
+    else:
+        assert status["challenger"]["version"] == "2" and status["champion"]["version"] == "1"
+        force = []
+        if second["outcome"] == "REJECT":
+            refused = cltool(env, "promote", "2", "--reason", "try it", ok=False)
+            assert refused.returncode == 1 and "--force" in refused.stderr
+            force = ["--force"]
+        cltool(env, "promote", "2", "--reason", "reviewed by hand", *force)
+        promotion = as_json(env, "history", "--type", "promotion")[-1]
+        assert promotion["payload"]["forced"] is (second["outcome"] == "REJECT")
+        assert as_json(env, "status")["champion"]["version"] == "2"
+        cltool(env, "rollback", "--reason", "back to the gate's choice")
+        expected = ("1", "2")
     status = as_json(env, "status")
     assert (status["champion"]["version"], status["previous_champion"]["version"]) == expected
     moves = as_json(env, "history", "--type", "promotion", "--type", "rollback")

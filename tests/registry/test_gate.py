@@ -59,7 +59,10 @@ def test_drop_on_fresh_rows_rejects():
     assert decision.outcome == "REJECT"
     gain = check(decision, "fresh_gain")
     assert not gain.passed
-    assert gain.message == "fresh macro-F1 0.780 vs champion 0.800 (-0.020 < +0.000): fail"
+    assert gain.message == (
+        "fresh macro-F1 0.780 vs champion 0.800 (-0.020 < +0.000; "
+        "point estimate: no per-row evidence in the reports): fail"
+    )
 
 
 def test_min_fresh_gain_is_required_on_top_of_the_champion():
@@ -133,9 +136,12 @@ def test_all_rules_pass_promotes_with_readable_reasons():
     assert all(c.passed for c in decision.checks)
     assert [c.rule for c in decision.checks] == [
         "fresh_rows", "train_loss", "prediction_mix",
-        "fresh_gain", "forgetting", "class_recall_fresh", "class_recall_regression",
+        "fresh_gain", "forgetting", "class_recall_fresh", "class_recall_regression", "negative_flips",
     ]
-    assert "fresh macro-F1 0.812 vs champion 0.790 (+0.022 >= +0.000): pass" in decision.reasons
+    assert (
+        "fresh macro-F1 0.812 vs champion 0.790 (+0.022 >= +0.000; "
+        "point estimate: no per-row evidence in the reports): pass"
+    ) in decision.reasons
     assert len(decision.reasons) == len(decision.checks)
 
 
@@ -194,5 +200,6 @@ def test_policy_rejects_out_of_range_values_naming_field_and_range(field, value,
 def test_policy_to_dict_lists_every_field():
     assert GatePolicy(max_forgetting=0.02).to_dict() == {
         "max_forgetting": 0.02, "min_fresh_gain": 0.0, "max_class_drop": 0.25,
-        "first_model_min_macro_f1": 0.4, "min_fresh_rows": 20,
+        "first_model_min_macro_f1": 0.4, "min_fresh_rows": 20, "confidence": 0.95,
+        "bootstrap_samples": 1000, "seed": 0, "max_negative_flip_rate": 0.10, "max_wait_rows": 400,
     }

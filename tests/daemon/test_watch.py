@@ -1,0 +1,75 @@
+"""Automatic rollback: a planted bad champion is rolled back after `watch.strikes` bad checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon import watch
+from daemon.config import load_settings
+from daemon.context import open_context
+from daemon.cycle import maybe_run
+from retrain.modeling import build_tiny_model
+from tests.daemon.conftest import write_csv
+from tests.daemon.test_cycle import LABELS, tiny_base, toy_rows  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def ctx(tmp_path, tiny_base):
+    settings = load_settings(
+        state_dir=str(tmp_path / "state"), inbox_dir=str(tmp_path / "inbox"),
+        model={"base": str(tiny_base), "max_length": 16},
+        train={"epochs": 10, "batch_size": 16, "learning_rate": 0.002, "early_stopping_patience": 0},
+        trigger={"min_new_rows": 100000, "interval_seconds": 0},  # no cycles unless asked: only the watch acts
+        gate={"first_model_min_macro_f1": 0.0, "min_fresh_rows": 10},
+        watch={"min_rows": 60, "strikes": 2, "max_rows": 5000},
+    )
+    return open_context(settings, owner="test")
+
+
+def plant(ctx, tmp_path) -> str:
+    """Register an untrained model and force it into production, as a bad manual promotion would."""
+    bad = build_tiny_model(tmp_path / "bad", LABELS, seed=99)
+    version = ctx.registry.log_candidate(model_dir=bad, run_name="planted", params={}, metrics={},
+                                         tags={"cltool.decision": "REJECT"}, json_artifacts={}).version
+    ctx.keeper.promote(version, "planted bad model", actor="test", force=True)
+    return version
+
+
+def test_planted_bad_champion_is_rolled_back_with_hysteresis(ctx, tmp_path):
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(300)))
+    ctx.store.append("retrain.requested", "bootstrap", actor="test")
+    assert maybe_run(ctx).outcome == "PROMOTE"
+    bad = plant(ctx, tmp_path)
+    assert ctx.keeper.alias_version("champion") == bad
+
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(90, start=2000)))
+    first = watch.check(ctx)
+    assert first.action == "strike" and first.strikes == 1 and first.high < 0
+    assert ctx.keeper.alias_version("champion") == bad  # one bad check is not enough (hysteresis)
+    assert watch.check(ctx) is None  # nothing new scored twice
+
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "c.csv", toy_rows(90, start=3000)))
+    second = watch.check(ctx)
+    assert second.action == "rolled_back" and second.strikes == 2
+    assert ctx.keeper.alias_version("champion") == "1"
+    rollback = ctx.store.last_event("rollback")
+    assert rollback.actor == watch.AUTO_ACTOR and "significantly worse" in rollback.reason
+    assert ctx.registry.get_version(bad).tags["cltool.auto_rolled_back"] == "true"
+    assert watch.probation(ctx) is None  # a rollback opens no probation: no flapping back
+
+
+def test_a_good_promotion_passes_probation(ctx, tmp_path):
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(300)))
+    ctx.store.append("retrain.requested", "bootstrap", actor="test")
+    assert maybe_run(ctx).outcome == "PROMOTE"
+    # A second version as good as the first (the same weights), promoted by hand.
+    same = ctx.registry.log_candidate(model_dir=ctx.models.path("1"), run_name="same", params={}, metrics={},
+                                      tags={"cltool.decision": "PROMOTE"}, json_artifacts={}).version
+    ctx.keeper.promote(same, "equal model", actor="test")
+    ctx.settings.watch.max_rows = 100
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(120, start=9000)))
+    verdict = watch.check(ctx)
+    assert verdict.action == "passed" and verdict.strikes == 0 and verdict.gain == 0.0
+    assert ctx.keeper.alias_version("champion") == same
+    assert ctx.store.last_event("watch.passed").version == same
+    assert watch.probation(ctx) is None

@@ -1,0 +1,295 @@
+"""The gate with per-row evidence: paired bootstrap, WAIT within noise, flips, a poisoned batch.
+
+Every scenario is built by hand from which rows each model gets right, so the right outcome is
+known before the gate runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sklearn.metrics import f1_score, recall_score
+
+from registry.errors import InvalidDecisionError, InvalidPolicyError, InvalidSummaryError, MismatchedEvidenceError
+from registry.gate import Check, Decision, GatePolicy, decide
+
+LABELS = ["negative", "neutral", "positive"]
+POLICY = GatePolicy()
+SWAP = {"negative": "positive", "positive": "negative", "neutral": "neutral"}
+
+
+def truth(n: int) -> list[str]:
+    """n rows cycling negative, neutral, positive: balanced classes."""
+    return [LABELS[i % 3] for i in range(n)]
+
+
+def wrong_on(y_true: list[str], rows) -> list[str]:
+    """Predictions equal to the truth except on `rows`, where they name the next class."""
+    rows = set(rows)
+    return [LABELS[(LABELS.index(y) + 1) % 3] if i in rows else y for i, y in enumerate(y_true)]
+
+
+def scored(y_true: list[str], y_pred: list[str]) -> dict:
+    """A report as the daemon writes one, per-row evidence included (numbers from sklearn)."""
+    n = len(y_true)
+    recall = recall_score(y_true, y_pred, labels=LABELS, average=None, zero_division=0)
+    return {
+        "n": n,
+        "macro_f1": f1_score(y_true, y_pred, labels=LABELS, average="macro", zero_division=0),
+        "accuracy": sum(t == p for t, p in zip(y_true, y_pred)) / n,
+        "recall": dict(zip(LABELS, map(float, recall))),
+        "pred_share": {label: y_pred.count(label) / n for label in LABELS},
+        "y_true": list(y_true),
+        "y_pred": list(y_pred),
+    }
+
+
+def pair(fresh_true, cand_fresh, champ_fresh, reg_true=None, cand_reg=None, champ_reg=None):
+    """(candidate summary, champion summary) scored on the same fresh and regression rows."""
+    regression = reg_true is not None
+    candidate = {"fresh": scored(fresh_true, cand_fresh),
+                 "regression": scored(reg_true, cand_reg) if regression else None, "train_loss": 0.3}
+    champion = {"fresh": scored(fresh_true, champ_fresh),
+                "regression": scored(reg_true, champ_reg) if regression else None, "train_loss": None}
+    return candidate, champion
+
+
+def check(decision: Decision, rule: str) -> Check:
+    [found] = [c for c in decision.checks if c.rule == rule]
+    return found
+
+
+def tiny_gain(n: int):
+    """Per 60 rows the candidate fixes 3 of the champion's errors and breaks 2 of its right answers."""
+    y = truth(n)
+    champ_wrong = [r for block in range(0, n, 60) for r in range(block, block + 12)]
+    cand_wrong = [r for block in range(0, n, 60) for r in [*range(block + 3, block + 12), block + 30, block + 31]]
+    return pair(y, wrong_on(y, cand_wrong), wrong_on(y, champ_wrong))
+
+
+# ---- fresh gain ---------------------------------------------------------------------------------
+
+
+def test_significant_gain_promotes():
+    y, reg = truth(300), truth(150)
+    candidate, champion = pair(y, wrong_on(y, range(30)), wrong_on(y, range(90)),
+                               reg, wrong_on(reg, range(15)), wrong_on(reg, range(15)))
+    decision = decide(candidate, champion, POLICY)
+    assert decision.outcome == "PROMOTE", decision.reasons
+    gain = check(decision, "fresh_gain")
+    assert gain.message.startswith("fresh macro-F1 0.900 vs champion 0.700: significant gain +0.200 (95% CI +0.")
+    assert gain.message.endswith("above +0.000) on 300 rows: pass")
+    assert check(decision, "forgetting").message == (
+        "regression macro-F1 0.900 vs champion 0.900: drop +0.000 <= 0.010 allowed "
+        "(95% CI +0.000..+0.000; lower bound within budget) on 150 rows: pass"
+    )
+
+
+def test_tiny_gain_on_few_rows_waits_within_noise():
+    decision = decide(*tiny_gain(60), POLICY)
+    assert decision.outcome == "WAIT", decision.reasons
+    gain = check(decision, "fresh_gain")
+    assert gain.wait and not gain.passed and decision.waiting == [gain] and decision.failed == []
+    assert "gain +0.017 within noise (95% CI -" in gain.message
+    assert gain.message.endswith("spans +0.000) on 60 rows: keep accumulating (up to max_wait_rows 400): wait")
+
+
+def test_same_tiny_gain_on_many_rows_rejects():
+    decision = decide(*tiny_gain(600), GatePolicy(max_wait_rows=400))
+    assert decision.outcome == "REJECT", decision.reasons
+    gain = check(decision, "fresh_gain")
+    assert not gain.passed and not gain.wait
+    assert "gain +0.017 within noise (95% CI -" in gain.message
+    assert gain.message.endswith(": no significant gain on 600 rows (>= max_wait_rows 400): fail")
+    assert decision.failed == [gain]
+
+
+def test_clearly_worse_candidate_rejects():
+    y = truth(300)
+    decision = decide(*pair(y, wrong_on(y, range(120)), wrong_on(y, range(60))), POLICY)
+    assert decision.outcome == "REJECT"
+    gain = check(decision, "fresh_gain")
+    assert not gain.wait and "significantly short of the required gain: fail" in gain.message
+    assert "fresh macro-F1 0.600 vs champion 0.800: gain -0.200 (95% CI -0." in gain.message
+
+
+def test_a_failing_rule_rejects_even_when_the_gain_says_wait():
+    candidate, champion = tiny_gain(60)
+    reg = truth(90)
+    candidate["regression"], champion["regression"] = scored(reg, wrong_on(reg, range(30))), scored(reg, reg)
+    decision = decide(candidate, champion, POLICY)
+    assert decision.outcome == "REJECT"
+    assert check(decision, "fresh_gain").wait
+    assert not check(decision, "forgetting").passed
+
+
+def test_the_decision_replays_exactly_with_the_same_seed():
+    candidate, champion = tiny_gain(120)
+    assert decide(candidate, champion, POLICY) == decide(candidate, champion, POLICY)
+
+
+# ---- forgetting and the poisoned batch ----------------------------------------------------------
+
+
+def test_significant_forgetting_names_the_lower_bound():
+    y, reg = truth(300), truth(300)
+    candidate, champion = pair(y, wrong_on(y, range(30)), wrong_on(y, range(90)),
+                               reg, wrong_on(reg, range(90)), wrong_on(reg, range(30)))
+    forgetting = check(decide(candidate, champion, POLICY), "forgetting")
+    assert not forgetting.passed
+    assert forgetting.message.startswith("regression macro-F1 0.700 vs champion 0.900: drop +0.200 > 0.010 allowed (95% CI +0.")
+    assert forgetting.message.endswith("lower bound above budget: significant forgetting) on 300 rows: fail")
+
+
+def test_label_poisoned_candidate_is_rejected():
+    # Clean regression rows: the champion is right on 80% of each class.
+    reg = truth(300)
+    champ_reg = wrong_on(reg, [r for r in range(300) if r % 5 == 0])
+    # The candidate learned from a batch whose positive and negative labels were swapped: on clean
+    # rows it calls positives negative and negatives positive.
+    cand_reg = [SWAP[y] for y in reg]
+    # The fresh test rows come from the same poisoned batch, so their labels are swapped too: there
+    # the candidate looks better than the champion, which still reads sentiment correctly.
+    sentiment = truth(150)
+    fresh = [SWAP[y] for y in sentiment]
+    champ_fresh = wrong_on(sentiment, [r for r in range(150) if r % 5 == 0])
+    cand_fresh = wrong_on(fresh, [r for r in range(150) if r % 10 == 0])
+    candidate, champion = pair(fresh, cand_fresh, champ_fresh, reg, cand_reg, champ_reg)
+
+    decision = decide(candidate, champion, POLICY)
+
+    assert decision.outcome == "REJECT"
+    assert check(decision, "fresh_gain").passed  # the poison is invisible on poisoned rows
+    assert "significant gain" in check(decision, "fresh_gain").message
+    assert {c.rule for c in decision.failed} == {"forgetting", "class_recall_regression", "negative_flips"}
+    assert "significant forgetting" in check(decision, "forgetting").message
+    assert "-0.800, beyond -0.250" in check(decision, "class_recall_regression").message
+    assert "> 10.0% allowed: fail" in check(decision, "negative_flips").message
+
+
+# ---- negative flips -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flipped", "passed"), [(10, True), (11, False)])
+def test_flip_budget_is_exact(flipped, passed):
+    # A candidate that also fixes 20 rows, so its fresh gain is not what decides.
+    y = truth(100)
+    candidate, champion = pair(y, wrong_on(y, range(flipped)), wrong_on(y, range(80, 100)))
+    flips = check(decide(candidate, champion, GatePolicy(max_negative_flip_rate=0.10)), "negative_flips")
+    assert flips.passed is passed
+    verdict = "<= 10.0% allowed: pass" if passed else "> 10.0% allowed: fail"
+    assert flips.message == (
+        f"negative flips (champion right, candidate wrong) {flipped} of 100 rows = {flipped}.0% "
+        f"(fresh {flipped}/100) {verdict}"
+    )
+
+
+def test_flips_pool_fresh_and_regression_rows():
+    y, reg = truth(60), truth(40)
+    candidate, champion = pair(y, wrong_on(y, range(5)), y, reg, wrong_on(reg, range(6)), reg)
+    flips = check(decide(candidate, champion, POLICY), "negative_flips")
+    assert not flips.passed
+    assert "11 of 100 rows = 11.0% (fresh 5/60, regression 6/40) > 10.0% allowed: fail" in flips.message
+
+
+# ---- old reports, first model, bad evidence -----------------------------------------------------
+
+
+def test_reports_without_evidence_fall_back_to_point_estimates_and_say_so():
+    y = truth(300)
+    candidate, champion = pair(y, wrong_on(y, range(30)), wrong_on(y, range(90)))
+    for report in (champion["fresh"],):  # a champion report stored before y_true/y_pred existed
+        del report["y_true"], report["y_pred"]
+    decision = decide(candidate, champion, POLICY)
+    assert decision.outcome == "PROMOTE"
+    assert check(decision, "fresh_gain").message == (
+        "fresh macro-F1 0.900 vs champion 0.700 (+0.200 >= +0.000; "
+        "point estimate: no per-row evidence in the reports): pass"
+    )
+    assert check(decision, "negative_flips").message == (
+        "negative flips: not judged (point estimate: no per-row evidence in the reports): pass"
+    )
+
+
+def test_first_model_with_evidence_is_judged_by_floor_and_sanity_only():
+    y = truth(90)
+    candidate, _ = pair(y, wrong_on(y, range(30)), y)
+    decision = decide(candidate, None, POLICY)
+    assert decision.outcome == "PROMOTE"
+    assert [c.rule for c in decision.checks] == ["fresh_rows", "train_loss", "prediction_mix", "first_model_floor"]
+
+
+def test_evidence_from_different_rows_is_refused():
+    y = truth(60)
+    candidate, champion = pair(y, y, y)
+    champion["fresh"]["y_true"] = truth(61)[1:]
+    with pytest.raises(MismatchedEvidenceError, match="'fresh' reports disagree on their rows: row 0 is 'negative' "
+                                                      "for the candidate and 'neutral' for the champion"):
+        decide(candidate, champion, POLICY)
+
+
+def test_evidence_of_the_wrong_length_is_refused():
+    y = truth(60)
+    candidate, champion = pair(y, y, y)
+    candidate["fresh"]["y_pred"] = y[:-1]
+    with pytest.raises(InvalidSummaryError, match="candidate evaluation summary has a 'fresh' report whose "
+                                                  "'y_pred' has 59 rows for n=60"):
+        decide(candidate, champion, POLICY)
+
+
+# ---- Decision round trip, policy validation -----------------------------------------------------
+
+
+def test_a_wait_from_a_rule_survives_a_json_round_trip():
+    decision = decide(*tiny_gain(60), POLICY)
+    data = json.loads(json.dumps(decision.to_dict()))
+    assert data["checks"][3] == {"rule": "fresh_gain", "passed": False, "message": decision.reasons[3], "wait": True}
+    again = Decision.from_dict(data)
+    assert again == decision and again.outcome == "WAIT" and again.waiting[0].rule == "fresh_gain"
+
+
+def test_a_decision_written_before_checks_could_wait_still_reads():
+    old = {"outcome": "REJECT", "checks": [{"rule": "fresh_gain", "passed": False, "message": "…: fail"}]}
+    decision = Decision.from_dict(old)
+    assert decision.checks == (Check("fresh_gain", False, "…: fail", wait=False),)
+    assert decision.failed == list(decision.checks)
+
+
+def test_a_check_both_passed_and_waiting_is_refused():
+    data = {"outcome": "WAIT", "checks": [{"rule": "fresh_gain", "passed": True, "message": "m", "wait": True}]}
+    with pytest.raises(InvalidDecisionError, match="both passed and waiting"):
+        Decision.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"confidence": 0.4}, r"GatePolicy.confidence = 0.4 is not allowed: expected a number in \[0.5, 0.999\]"),
+        ({"confidence": 1.0}, r"GatePolicy.confidence = 1.0 .* \[0.5, 0.999\]"),
+        ({"bootstrap_samples": 50}, r"GatePolicy.bootstrap_samples = 50 .* an integer in \[100, 100000\]"),
+        ({"bootstrap_samples": 1000.0}, r"GatePolicy.bootstrap_samples = 1000.0 .* an integer"),
+        ({"seed": -1}, r"GatePolicy.seed = -1 is not allowed: expected an integer >= 0"),
+        ({"seed": True}, r"GatePolicy.seed = True .* an integer"),
+        ({"max_negative_flip_rate": 1.5}, r"GatePolicy.max_negative_flip_rate = 1.5 .* \[0.0, 1.0\]"),
+        ({"max_wait_rows": 10}, r"GatePolicy.max_wait_rows = 10 .* an integer >= min_fresh_rows \(20\)"),
+        ({"min_fresh_rows": 50, "max_wait_rows": 40}, r"GatePolicy.max_wait_rows = 40 .* >= min_fresh_rows \(50\)"),
+    ],
+)
+def test_new_policy_fields_are_validated_naming_the_field(kwargs, expected):
+    with pytest.raises(InvalidPolicyError, match=expected):
+        GatePolicy(**kwargs)
+
+
+def test_the_gate_stays_pure_stdlib_and_numpy_only():
+    import ast
+    from pathlib import Path
+
+    import registry
+
+    allowed = {"__future__", "math", "collections", "dataclasses", "typing", "numpy", "registry"}
+    for name in ("gate.py", "bootstrap.py"):
+        tree = ast.parse((Path(registry.__file__).parent / name).read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert {module.split(".")[0] for module in imported} <= allowed, name
