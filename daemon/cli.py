@@ -222,7 +222,8 @@ def history(obj, as_json: bool, limit: int, types: tuple[str, ...], show_all: bo
         found = [e for e in found if e.type not in HIDDEN_BY_DEFAULT][:limit]
     found.reverse()
     _emit([e.to_dict() for e in found], as_json, "\n".join(
-        f"{e.at:%Y-%m-%d %H:%M:%S} {e.type:<19} {('v' + e.version) if e.version else '-':>5}  {e.actor:<14} {e.reason}"
+        f"{e.at:%Y-%m-%d %H:%M:%S} {e.type:<19} {('v' + e.version) if e.version else '-':>5}  {e.actor:<14} "
+        f"{'[forced] ' if e.payload.get('forced') else ''}{e.reason}"
         for e in found) or "no events yet")
 
 

@@ -17,10 +17,10 @@ from daemon import evidence
 from daemon.context import Context
 from daemon.errors import CltoolError
 from daemon.report import describe, metrics_of
+from daemon.review import build_review
 from daemon.trigger import should_run
 from registry.errors import RegistryError
 from registry.gate import Decision, GatePolicy, decide
-from registry.plots import confusion_png
 from retrain.evaluation import Predictor
 from retrain.modeling import resolve_base
 from retrain.replay import make_replay, replay_from_state
@@ -135,21 +135,18 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
         "regression_rows": len(regression), "replay_rows": len(replay),
         "replay_policy": replay_policy.state_dict(), "replay_row_hashes": replay["row_hash"].tolist(),
     }
-    plots = [confusion_png(on_fresh.candidate["confusion"], s.labels, "candidate, fresh test rows",
-                           work / "confusion_candidate.png")]
-    if on_fresh.champion:
-        plots.append(confusion_png(on_fresh.champion["confusion"], s.labels, f"champion v{champion.version}, "
-                                   "fresh test rows", work / "confusion_champion.png"))
-    tags = {"cltool.decision": decision.outcome, "cltool.reasons": " | ".join(decision.reasons)[:4900],
-            "cltool.parent_version": champion.version if champion else "none", "cltool.cycle_id": cycle_id,
-            "cltool.trigger": trigger[:250], "cltool.batches": ",".join(b.batch_id for b in pending)[:4900]}
+    review = build_review(work=work, labels=s.labels, decision=decision, on_fresh=on_fresh,
+                          on_regression=on_regression, fresh=fresh, regression=regression, new_train=new_train,
+                          replay=replay, pending=pending, champion_version=champion.version if champion else None,
+                          cycle_id=cycle_id, trigger=trigger, rows_dir=s.rows_dir)
     version = ctx.registry.log_candidate(
-        model_dir=result.model_dir, run_name=cycle_id, params=s.model_dump(mode="json"), metrics=metrics, tags=tags,
+        model_dir=result.model_dir, run_name=cycle_id, params=s.model_dump(mode="json"), metrics=metrics,
+        tags=review.tags,
         json_artifacts={"eval_report": {**summaries, "negative_flip_rate": metrics.get("negative_flip_rate"),
                                         "decision": decision.to_dict()},
                         "lineage": lineage, "config": s.model_dump(mode="json")},
-        files=plots, description=describe(decision, summaries, champion.version if champion else None, lineage),
-        input_example=fresh["text"].head(2).tolist(),
+        files=review.files, description=describe(decision, summaries, champion.version if champion else None, lineage),
+        input_example=fresh["text"].head(2).tolist(), datasets=review.datasets,
     ).version
     return _record(ctx, cycle_id, pending, decision, version, champion.version if champion else None, metrics)
 
@@ -164,7 +161,8 @@ def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against,
             # Someone moved the champion while we trained: our evidence compares against the wrong model.
             outcome = "REJECT"
             reasons = [*reasons, f"stale: champion changed from {judged_against} to {now_champion} during the cycle"]
-            ctx.registry.set_tags(version, {"cltool.decision": outcome, "cltool.reasons": " | ".join(reasons)[:4900]})
+            ctx.registry.set_tags(version, {"cltool.decision": outcome, "cltool.reasons": " | ".join(reasons),
+                                            "validation_status": "failed"})
         op = "promote" if outcome == "PROMOTE" else "challenger"
         entries = [
             {"type": "decision", "version": version, "reason": f"{outcome}: " + "; ".join(reasons),

@@ -33,6 +33,12 @@ from registry.limits import (
     params_for_mlflow,
     tags_for_mlflow,
 )
+from registry.review import (
+    MAX_RUN_DESCRIPTION_LENGTH,
+    MAX_VERSION_DESCRIPTION_LENGTH,
+    dataset_inputs,
+    fit_description,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +133,18 @@ def _log_metadata(client: Any, run_id: str, params: Mapping[str, Any], metrics: 
         client.log_batch(run_id, metrics=batch)
 
 
-def _log_files(client: Any, run_id: str, json_artifacts: Mapping[str, Any], files: Sequence[Path]) -> None:
-    if json_artifacts:
+def _log_files(
+    client: Any, run_id: str, json_artifacts: Mapping[str, Any], files: Sequence[Path], description: str
+) -> None:
+    if json_artifacts or description:
         with tempfile.TemporaryDirectory(prefix="cltool-json-") as tmp:
             for name, value in json_artifacts.items():
                 # default=str: dates and paths in a report should not make logging fail.
                 text = json.dumps(value, indent=2, sort_keys=True, default=str)
                 Path(tmp, f"{name}.json").write_text(text, encoding="utf-8")
+            if description:
+                # The whole text, even when the version and run descriptions had to be clipped.
+                Path(tmp, "description.md").write_text(description, encoding="utf-8")
             client.log_artifacts(run_id, tmp)
     for path in files:
         client.log_artifact(run_id, str(path))
@@ -165,13 +176,18 @@ def log_and_register(
     files: Sequence[Path],
     description: str,
     input_example: list[str] | None,
+    datasets: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[str, str]:
     """Run the whole logging; returns (run_id, version). The run ends FAILED if any step raises,
-    and no version exists unless every step before registration succeeded."""
+    and no version exists unless every step before registration succeeded.
+
+    `datasets` (see registry/review.py) become the run's dataset inputs: the rows the candidate
+    trained on, replayed, and was judged on, shown in the run page's "Datasets" section."""
     import mlflow
     import mlflow.transformers
 
     model_dir = check_inputs(model_dir, json_artifacts, files)
+    inputs = dataset_inputs(datasets)  # validated (and digested) before the run exists
     parts = _load_pipeline_parts(model_dir)
     run_tags = tags_for_mlflow(tags)
     ensure_registered_model(client, model_name)
@@ -179,13 +195,18 @@ def log_and_register(
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         with mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags=run_tags, description=description or None
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags=run_tags,
+            description=fit_description(description, MAX_RUN_DESCRIPTION_LENGTH) or None,
         ) as run:
             run_id = run.info.run_id
             # Params and metrics first: log_model copies the run's params onto the LoggedModel
             # and links the run's step-0 metrics to it, so the UI shows them on the model too.
             _log_metadata(client, run_id, params, metrics)
-            _log_files(client, run_id, json_artifacts, files)
+            if inputs:
+                client.log_inputs(run_id, datasets=inputs)
+            _log_files(client, run_id, json_artifacts, files, description)
             info = mlflow.transformers.log_model(
                 transformers_model=parts,
                 name=MODEL_ARTIFACT_NAME,
@@ -201,7 +222,7 @@ def log_and_register(
                 source=info.model_uri,
                 run_id=run_id,
                 tags=tags_for_mlflow(tags, limit=MAX_VERSION_TAG_VALUE_LENGTH),
-                description=description or None,
+                description=fit_description(description, MAX_VERSION_DESCRIPTION_LENGTH) or None,
                 model_id=info.model_id,
             )
     log.info("registered %s version %s from run %s (%s)", model_name, version.version, run_id, info.model_uri)

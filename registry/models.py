@@ -168,8 +168,11 @@ class ModelRegistry:
         files: Sequence[Path] = (),
         description: str = "",
         input_example: list[str] | None = None,
+        datasets: Sequence[Mapping[str, Any]] = (),
     ) -> VersionInfo:
-        """Log a fine-tuned model folder as one run and register it as a new version (no alias)."""
+        """Log a fine-tuned model folder as one run and register it as a new version (no alias).
+
+        `datasets` become the run's MLflow dataset inputs (see registry/review.py for their shape)."""
         from registry.candidate import log_and_register
 
         client = self._connect()
@@ -187,6 +190,7 @@ class ModelRegistry:
             files=list(files),
             description=description,
             input_example=input_example,
+            datasets=datasets,
         )
         return self.get_version(version)
 
@@ -257,11 +261,15 @@ class ModelRegistry:
         return AliasMove("champion", current, target)
 
     def set_tags(self, version: str, tags: Mapping[str, str]) -> None:
-        version = self.get_version(version).version
+        """Tag the version and its run alike, so the run page never contradicts the version page."""
+        info = self.get_version(version)
         client = self._connect()
         # Model-version tag values may be far longer than run tags (100,000 characters).
         for key, value in tags_for_mlflow(tags, limit=MAX_VERSION_TAG_VALUE_LENGTH).items():
-            client.set_model_version_tag(self.model_name, version, key, value)
+            client.set_model_version_tag(self.model_name, info.version, key, value)
+        if info.run_id:
+            for key, value in tags_for_mlflow(tags).items():
+                client.set_tag(info.run_id, key, value)
 
     def set_description(self, version: str, text: str) -> None:
         version = self.get_version(version).version

@@ -25,7 +25,7 @@ def run(tmp_path, monkeypatch):
 
 def test_every_command_has_help():
     runner = CliRunner()
-    for command in ["init", "run", "ingest", "retrain", "status", "promote", "rollback", "history", "predict"]:
+    for command in ["init", "run", "ingest", "retrain", "status", "promote", "rollback", "history", "predict", "explain"]:
         result = runner.invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "Usage: cli " + command in result.output.replace("cltool", "cli")
 

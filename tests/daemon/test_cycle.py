@@ -58,7 +58,7 @@ def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):
     synced = ctx.store.last_event("alias.synced")
     assert synced.version == "2"
 
-    # The run carries what a reviewer needs: config as params, report, lineage, plots.
+    # The run carries what a reviewer needs: config as params, report, lineage, plots, data inputs.
     import json
 
     import mlflow
@@ -68,10 +68,14 @@ def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):
     assert run.data.params["train.learning_rate"] == "0.002" and "gate.max_forgetting" in run.data.params
     names = {a.path for a in client.list_artifacts(info.run_id)}
     assert {"eval_report.json", "lineage.json", "config.json", "confusion_candidate.png",
-            "confusion_champion.png"} <= names
+            "confusion_champion.png", "class_recall.png", "accuracy_matrix.png"} <= names
+    contexts = {d.tags[0].value for d in run.inputs.dataset_inputs}
+    assert {"training", "replay", "fresh_test"} <= contexts
+    assert info.tags["cltool.batch_checksums"] and info.tags["validation_status"] in {"passed", "failed", "pending"}
     lineage = json.loads(open(client.download_artifacts(info.run_id, "lineage.json", str(tmp_path))).read())
     assert [b["file"] for b in lineage["batches"]] == ["b.csv"]
     assert lineage["replay_rows"] == len(lineage["replay_row_hashes"]) > 0
+    assert info.tags["cltool.rows_replay"] == str(lineage["replay_rows"])
     assert lineage["replay_policy"]["policy"] == "class_balanced"
 
     # `cltool explain` replays the stored decision from the artifacts alone.

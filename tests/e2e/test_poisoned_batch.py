@@ -23,8 +23,8 @@ def test_label_poisoned_batch_is_rejected(tmp_path):
                              model={"max_length": 48})
     ctx = open_context(settings, owner="test")
     tweets = pd.read_csv(DEMO / "01-tweets.csv")
-    tweets.iloc[:700].to_csv(tmp_path / "clean.csv", index=False)
-    poisoned = tweets.iloc[700:1200].copy()
+    tweets.iloc[:600].to_csv(tmp_path / "clean.csv", index=False)
+    poisoned = tweets.iloc[600:1000].copy()
     poisoned["label"] = poisoned["label"].map({"positive": "negative", "negative": "positive", "neutral": "neutral"})
     poisoned.to_csv(tmp_path / "poisoned.csv", index=False)
 
