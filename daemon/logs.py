@@ -37,11 +37,22 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+class _DropBusySkips(logging.Filter):
+    """APScheduler warns each time a job is skipped because its previous run is still going. For the
+    cycle job that is the design (max_instances=1 while a model trains), not news for the operator."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
 def configure(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _DropBusySkips) for f in scheduler_log.filters):
+        scheduler_log.addFilter(_DropBusySkips())
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -137,13 +137,16 @@ class Daemon:
         """Demo only: copy the next file of the feed into the inbox once nothing is waiting."""
         assert self.demo_feed is not None
         inbox = self.ctx.settings.inbox_dir
-        if any(p for p in inbox.iterdir() if p.is_file()) or self.ctx.store.list_batches(pending=True):
+        waiting = [p for folder in (inbox, self.ctx.inbox.claimed_dir) for p in folder.iterdir() if p.is_file()]
+        if waiting or self.ctx.store.list_batches(pending=True):
             return
-        # Whatever the ledger already saw, accepted or not, is not fed again (restarts resume the feed).
-        fed = {e.payload.get("file") for e in self.ctx.store.events(
-            types=["ingest.accepted", "ingest.quarantined", "ingest.duplicate"])}
+        # Each file is fed once: its `demo.fed` event is written before the copy, so neither a poll
+        # racing this job nor a restart feeds it again.
+        fed = {e.payload.get("file") for e in self.ctx.store.events(types=["demo.fed"])}
         for path in sorted(self.demo_feed.iterdir()):
             if path.is_file() and path.suffix.lower() in FORMATS and path.name not in fed:
+                self.ctx.store.append("demo.fed", f"{path.name} from {self.demo_feed}", actor=self.ctx.owner,
+                                      payload={"file": path.name})
                 staging = inbox / f".{path.name}.tmp"
                 shutil.copyfile(path, staging)
                 staging.rename(inbox / path.name)

@@ -91,3 +91,27 @@ def test_rendered_file_is_commented_and_loads_to_the_defaults(tmp_path):
     defaults = Settings()
     assert loaded.model_dump(exclude={"state_dir", "inbox_dir"}) == defaults.model_dump(exclude={"state_dir", "inbox_dir"})
     assert loaded.state_dir == tmp_path / "state"
+
+
+def test_scheduler_busy_skips_are_not_logged_but_other_warnings_are():
+    import logging
+
+    from daemon.logs import configure
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure("INFO", "text")
+        configure("INFO", "text")  # idempotent: one filter, not two
+        seen: list[str] = []
+        catcher = logging.Handler()
+        catcher.emit = lambda record: seen.append(record.getMessage())
+        root.addHandler(catcher)
+        scheduler_log = logging.getLogger("apscheduler.scheduler")
+        scheduler_log.warning('Execution of job "cycle" skipped: maximum number of running instances reached (1)')
+        scheduler_log.warning('Run time of job "cycle" was missed by 0:01:00')
+        assert seen == ['Run time of job "cycle" was missed by 0:01:00']
+        assert len(scheduler_log.filters) == 1
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
