@@ -54,14 +54,20 @@ def requested_by(ctx: Context) -> str | None:
     return None
 
 
+def awaiting_data(ctx: Context) -> bool:
+    """The last decision was WAIT and no batch has been accepted since: retraining now would only
+    repeat it, so the pending rows wait for company."""
+    decided = ctx.store.last_event("decision")
+    return (decided is not None and decided.payload.get("outcome") == "WAIT"
+            and not ctx.store.events(types=["ingest.accepted"], after_id=decided.id))
+
+
 def maybe_run(ctx: Context) -> CycleResult | None:
     """The scheduler's cycle job: run when the trigger policy says so."""
     pending = ctx.store.list_batches(pending=True)
     last = ctx.store.last_event("cycle.finished")
     requester = requested_by(ctx)
-    decided = ctx.store.last_event("decision")
-    if requester is None and decided is not None and decided.payload.get("outcome") == "WAIT" \
-            and not ctx.store.events(types=["ingest.accepted"], after_id=decided.id):
+    if requester is None and awaiting_data(ctx):
         log.debug("no cycle: the last one said WAIT and no batch has arrived since")
         return None
     verdict = should_run(pending, requested_by=requester, last_cycle_at=last.at if last else None,

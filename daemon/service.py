@@ -21,7 +21,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from daemon import watch
 from daemon.context import Context
-from daemon.cycle import CycleAborted, maybe_run
+from daemon.cycle import CycleAborted, awaiting_data, maybe_run
 from daemon.locks import DAEMON_LOCK, Locks
 from daemon.validate import FORMATS
 
@@ -138,8 +138,8 @@ class Daemon:
         assert self.demo_feed is not None
         inbox = self.ctx.settings.inbox_dir
         waiting = [p for folder in (inbox, self.ctx.inbox.claimed_dir) for p in folder.iterdir() if p.is_file()]
-        if waiting or self.ctx.store.list_batches(pending=True):
-            return
+        if waiting or (self.ctx.store.list_batches(pending=True) and not awaiting_data(self.ctx)):
+            return  # the last file is not learned yet (a WAIT decision means: feed more)
         # Each file is fed once: its `demo.fed` event is written before the copy, so neither a poll
         # racing this job nor a restart feeds it again.
         fed = {e.payload.get("file") for e in self.ctx.store.events(types=["demo.fed"])}

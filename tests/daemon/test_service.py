@@ -33,3 +33,21 @@ def test_demo_feed_drops_each_file_once_and_waits_for_the_last_to_be_learned(set
     daemon.feed_demo()
     assert sorted(p.name for p in settings.inbox_dir.iterdir() if p.is_file()) == ["02.csv"]
     assert [e.payload["file"] for e in ctx.store.events(types=["demo.fed"])] == ["01.csv", "02.csv"]
+
+
+def test_demo_feed_goes_on_after_a_wait_decision(settings, tmp_path):
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    write_csv(feed / "01.csv", sentences(30))
+    write_csv(feed / "02.csv", sentences(30, start=100))
+    ctx = open_context(settings, owner="test")
+    ctx.inbox.settle_seconds = 0
+    daemon = Daemon(ctx, demo_feed=feed)
+    daemon.feed_demo()
+    assert [r.status for r in ctx.inbox.take_all()] == ["accepted"]
+    daemon.feed_demo()
+    assert not any(p.is_file() for p in settings.inbox_dir.iterdir())  # pending, not decided yet
+    # The gate said WAIT: the batch stays pending, and more data is exactly what it asked for.
+    ctx.store.append("decision", "WAIT: within noise", payload={"outcome": "WAIT", "reasons": ["noise"]})
+    daemon.feed_demo()
+    assert [p.name for p in settings.inbox_dir.iterdir() if p.is_file()] == ["02.csv"]
