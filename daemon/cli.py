@@ -19,7 +19,7 @@ import click
 from daemon.config import load_settings, render_toml
 from daemon.errors import CltoolError, ConfigError, ConfigFileError, LockHeldError, QuarantinedError
 
-HIDDEN_BY_DEFAULT = {"alias.synced", "cycle.started"}
+HIDDEN_BY_DEFAULT = {"alias.synced", "cycle.started", "demo.fed", "watch.scored"}
 
 
 def _actor() -> str:
