@@ -267,7 +267,9 @@ def main() -> None:
     # Before anything imports mlflow or transformers: no telemetry, no hub, no progress-bar noise.
     for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1",
                        "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                       "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DISABLE_MLFLOW_INTEGRATION": "TRUE"}.items():
+                       "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DISABLE_MLFLOW_INTEGRATION": "TRUE",
+                       # transformers reads this at import: no loading/saving bars in a daemon's log
+                       "HF_HUB_DISABLE_PROGRESS_BARS": "1"}.items():
         os.environ.setdefault(key, value)
     cli(prog_name="cltool")
 

@@ -36,9 +36,6 @@ class Context:
 
 
 def open_context(settings: Settings, owner: str, clock: Callable[[], datetime] = utcnow) -> Context:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a daemon's log is no terminal; steps are logged as lines instead
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = StateStore(settings.store_url)
     registry = ModelRegistry(settings.tracking_uri, settings.mlflow.model_name,

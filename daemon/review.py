@@ -15,9 +15,7 @@ import pandas as pd
 
 from registry.gate import Decision
 from registry.plots import accuracy_matrix_png, class_recall_bars_png, confusion_png
-from registry.review import accuracy_by_group, review_tags
-
-DATASET_COLUMNS = ["text", "label", "batch_id", "row_hash"]
+from registry.review import DATASET_COLUMNS, accuracy_by_group, review_tags
 
 
 @dataclass
@@ -58,11 +56,11 @@ def build_review(*, work: Path, labels: list[str], decision: Decision, on_fresh,
     )
     source = str(rows_dir)
     datasets = [
-        {"name": "new_train", "context": "training", "rows": new_train[DATASET_COLUMNS], "source": source},
-        {"name": "replay", "context": "replay", "rows": replay[DATASET_COLUMNS], "source": source},
-        {"name": "fresh_test", "context": "fresh_test", "rows": fresh[DATASET_COLUMNS], "source": source},
+        {"name": "new_train", "context": "training", "rows": new_train[list(DATASET_COLUMNS)], "source": source},
+        {"name": "replay", "context": "replay", "rows": replay[list(DATASET_COLUMNS)], "source": source},
+        {"name": "fresh_test", "context": "fresh_test", "rows": fresh[list(DATASET_COLUMNS)], "source": source},
     ]
     if len(regression):
-        datasets.append({"name": "regression", "context": "regression", "rows": regression[DATASET_COLUMNS],
+        datasets.append({"name": "regression", "context": "regression", "rows": regression[list(DATASET_COLUMNS)],
                          "source": source})
     return Review(tags, files, [d for d in datasets if len(d["rows"])])

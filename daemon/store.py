@@ -189,28 +189,22 @@ class StateStore:
     # -- events ------------------------------------------------------------------------------
     def append(self, type: str, reason: str = "", *, version: str | None = None, batch_id: str | None = None,
                actor: str = "daemon", payload: dict[str, Any] | None = None, now: datetime | None = None) -> Event:
-        values = {"at": now or utcnow(), "type": type, "version": version, "batch_id": batch_id, "actor": actor,
-                  "reason": reason, "payload": json.dumps(payload or {}, sort_keys=True, default=str)}
+        entry = {"type": type, "reason": reason, "version": version, "batch_id": batch_id, "actor": actor,
+                 "payload": payload}
         with self.engine.begin() as conn:
-            new_id = conn.execute(events.insert().values(**values)).inserted_primary_key[0]
-        event = Event(id=new_id, **dict(values, payload=payload or {}))
-        log.info("event %s", type, extra={"event": event.to_dict()})
+            event = _insert_event(conn, entry, now or utcnow())
+        _log_event(event)
         return event
 
     def append_with_consume(self, entries: list[dict[str, Any]], batch_ids: list[str], cycle_id: str) -> list[Event]:
         """Append events and mark batches consumed in ONE transaction: a decision and the data it used
         are recorded together, so a crash can neither lose the decision nor train on the batches twice."""
         now = utcnow()
-        made = []
         with self.engine.begin() as conn:
             conn.execute(batches.update().where(batches.c.batch_id.in_(batch_ids)).values(cycle_id=cycle_id))
-            for entry in entries:
-                values = {"at": now, "version": None, "batch_id": None, "actor": "daemon", "reason": "",
-                          **entry, "payload": json.dumps(entry.get("payload") or {}, sort_keys=True, default=str)}
-                new_id = conn.execute(events.insert().values(**values)).inserted_primary_key[0]
-                made.append(Event(id=new_id, **dict(values, payload=entry.get("payload") or {})))
+            made = [_insert_event(conn, entry, now) for entry in entries]
         for event in made:
-            log.info("event %s", event.type, extra={"event": event.to_dict()})
+            _log_event(event)
         return made
 
     def events(self, *, types: Iterable[str] | None = None, since: datetime | None = None,
@@ -231,6 +225,20 @@ class StateStore:
     def last_event(self, *types: str) -> Event | None:
         found = self.events(types=types, limit=1, newest_first=True)
         return found[0] if found else None
+
+
+def _insert_event(conn: sa.Connection, entry: dict[str, Any], now: datetime) -> Event:
+    """One event row inside the caller's transaction; `entry` needs at least a `type`."""
+    payload = entry.get("payload") or {}
+    values = {"at": now, "type": entry["type"], "version": entry.get("version"), "batch_id": entry.get("batch_id"),
+              "actor": entry.get("actor") or "daemon", "reason": entry.get("reason") or "",
+              "payload": json.dumps(payload, sort_keys=True, default=str)}
+    new_id = conn.execute(events.insert().values(**values)).inserted_primary_key[0]
+    return Event(id=new_id, **dict(values, payload=payload))
+
+
+def _log_event(event: Event) -> None:
+    log.info("event %s", event.type, extra={"event": event.to_dict()})
 
 
 def _event(row: sa.Row) -> Event:

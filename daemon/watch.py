@@ -40,30 +40,39 @@ class WatchVerdict:
         return self.__dict__.copy()
 
 
-def probation(ctx: Context) -> Event | None:
-    """The promotion that opened the current probation, if the champion is still on it."""
+def _opened(ctx: Context) -> Event | None:
+    """The promotion that opened a probation still running, read from the event log alone."""
     promotion = ctx.store.last_event("promotion", "rollback")
     if promotion is None or promotion.type != "promotion" or not promotion.payload.get("from"):
-        return None
-    if ctx.keeper.alias_version("champion") != promotion.version:
         return None
     closed = ctx.store.events(types=["watch.passed"], after_id=promotion.id)
     return None if closed else promotion
 
 
+def probation(ctx: Context) -> Event | None:
+    """The promotion that opened the current probation, if the champion is still on it."""
+    opened = _opened(ctx)
+    if opened is None or ctx.keeper.alias_version("champion") != opened.version:
+        return None
+    return opened
+
+
 def check(ctx: Context) -> WatchVerdict | None:
-    """Score batches accepted since the promotion that are not scored yet; roll back if warranted."""
-    opened = probation(ctx)
+    """Score batches accepted since the promotion that are not scored yet; roll back if warranted.
+
+    Runs every few seconds from the cycle job, so it answers from the state store and asks MLflow
+    nothing until there is a new batch to score."""
+    opened = _opened(ctx)
     if opened is None:
         return None
-    champion, previous = opened.version, opened.payload["from"]
-    watch = ctx.settings.watch
     scored = ctx.store.events(types=["watch.scored"], after_id=opened.id)
     seen = {e.batch_id for e in scored}
     accepted = [e.batch_id for e in ctx.store.events(types=["ingest.accepted"], after_id=opened.id)]
     new = [ctx.store.batch(batch_id) for batch_id in accepted if batch_id not in seen]
-    if not new:
-        return None
+    if not new or ctx.keeper.alias_version("champion") != opened.version:
+        return None  # nothing new, or the champion was moved outside cltool: no probation to judge
+    champion, previous = opened.version, opened.payload["from"]
+    watch = ctx.settings.watch
     s = ctx.settings
     models = ctx.models
     rows = evidence.load_rows(s.rows_dir, new)

@@ -13,6 +13,7 @@ os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 for _name in list(os.environ):  # a developer's own cltool settings must not leak into tests
     if _name.startswith("CLTOOL_"):
         del os.environ[_name]
