@@ -12,8 +12,10 @@ from retrain.errors import InvalidTextError, MissingColumnError, UnknownLabelErr
 
 logger = logging.getLogger(__name__)
 
-# Optional per-row sample weight: passed through untouched so a weighted loss can use it later.
+# Optional per-row loss weight (new vs replayed rows), passed through to the loss.
 WEIGHT_COLUMN = "weight"
+# Optional per-row class probabilities of a teacher (the champion), for distillation; None = no teacher.
+TEACHER_COLUMN = "teacher_probs"
 
 
 def label_ids(values: pd.Series, labels: list[str]) -> list[int]:
@@ -34,16 +36,32 @@ def _texts(values: pd.Series) -> list[str]:
     return texts
 
 
+def _teacher(values: pd.Series, n_classes: int) -> tuple[list[list[float]], list[float]]:
+    """Teacher probabilities as fixed-length rows plus a 0/1 mask (a row without a teacher gets zeros)."""
+    probs, mask = [], []
+    for value in values.tolist():
+        if value is None or (isinstance(value, float) and value != value):
+            probs.append([0.0] * n_classes)
+            mask.append(0.0)
+            continue
+        row = [float(v) for v in value]
+        if len(row) != n_classes:
+            raise ValueError(f"teacher_probs row has {len(row)} values; expected one per class ({n_classes})")
+        probs.append(row)
+        mask.append(1.0)
+    return probs, mask
+
+
 def to_dataset(
     rows: pd.DataFrame,
     tokenizer: PreTrainedTokenizerBase,
     labels: list[str],
     max_length: int,
 ) -> datasets.Dataset:
-    """Tokenize `rows` (columns `text`, `label`, optional `weight`) for a sequence classifier.
+    """Tokenize `rows` (columns `text`, `label`, optional `weight` and `teacher_probs`) for a classifier.
 
     Returns columns input_ids, attention_mask (token_type_ids when the tokenizer makes them),
-    `labels` as ints in `labels` order, and `weight` when present. Sequences are truncated to
+    `labels` as ints in `labels` order, `weight` and `teacher_probs`/`teacher_mask` when present. Sequences are truncated to
     `max_length` but not padded: the collator pads each batch to its own longest row.
     """
     for column in ("text", "label"):
@@ -63,6 +81,11 @@ def to_dataset(
     if WEIGHT_COLUMN in rows.columns:
         columns[WEIGHT_COLUMN] = rows[WEIGHT_COLUMN].astype(float).tolist()
         features[WEIGHT_COLUMN] = datasets.Value("float32")
+    if TEACHER_COLUMN in rows.columns:
+        probs, mask = _teacher(rows[TEACHER_COLUMN], len(labels))
+        columns[TEACHER_COLUMN], columns["teacher_mask"] = probs, mask
+        features[TEACHER_COLUMN] = datasets.List(datasets.Value("float32"))
+        features["teacher_mask"] = datasets.Value("float32")
     # Explicit features keep the schema identical whether or not the frame is empty.
     dataset = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
     logger.debug("tokenized %d rows (max_length %d)", len(dataset), max_length)

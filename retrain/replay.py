@@ -29,6 +29,10 @@ class ReplayPolicy(abc.ABC):
     def sample(self, history: pd.DataFrame, n: int, labels: list[str], seed: int) -> pd.DataFrame:
         """Return up to `n` rows of `history`, all columns kept, deterministic for `seed`."""
 
+    def observe(self, rows: pd.DataFrame, seed: int) -> None:
+        """Called with the new train rows once a model has learned them. History-backed policies
+        keep nothing (the daemon keeps the history); a buffer-backed one updates its buffer."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this policy with `replay_from_state` (JSON-serialisable)."""
         return {"policy": self.name}
@@ -113,12 +117,119 @@ def balanced_quotas(available: dict[str, int], n: int, rng: np.random.Generator)
     return quotas
 
 
-# Later policies (reservoir, recency-weighted) register here.
-_POLICIES: dict[str, type[ReplayPolicy]] = {ClassBalancedReplay.name: ClassBalancedReplay}
+class ReservoirReplay(ReplayPolicy):
+    """A bounded buffer of past rows (reservoir sampling, algorithm R), for histories too large to keep.
+
+    The buffer holds the rows themselves (text, label, row_hash, batch_id), so the policy needs no
+    history at all: `observe` offers each newly trained row once, and every row ever offered has
+    the same chance `capacity / seen` of being in the buffer. `sample` draws class-balanced from
+    the buffer. Memory is `capacity` rows whatever the stream's length; the state (buffer + count)
+    is saved with each model version, so a rollback restores the buffer that version learned with.
+    """
+
+    name = "reservoir"
+    KEPT = ("text", "label", "row_hash", "batch_id")
+
+    def __init__(self, capacity: int = 2000, label_column: str = "label") -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ReplayStateError("capacity", capacity, "an integer >= 1")
+        self.capacity = capacity
+        self.label_column = label_column
+        self.seen = 0
+        self.buffer: list[dict[str, Any]] = []
+
+    def observe(self, rows: pd.DataFrame, seed: int) -> None:
+        """Offer `rows` (just trained on) to the reservoir; deterministic for (`seed`, rows seen so far)."""
+        rng = np.random.default_rng([seed, self.seen])
+        kept = [column for column in self.KEPT if column in rows.columns]
+        for record in rows[kept].to_dict("records"):
+            self.seen += 1
+            if len(self.buffer) < self.capacity:
+                self.buffer.append(record)
+            else:
+                slot = int(rng.integers(0, self.seen))
+                if slot < self.capacity:
+                    self.buffer[slot] = record
+
+    def sample(self, history: pd.DataFrame, n: int, labels: list[str], seed: int) -> pd.DataFrame:
+        frame = pd.DataFrame(self.buffer, columns=[*self.KEPT])
+        if history is not None and not history.empty:
+            # Same columns as the rows the trainer gets from history (split etc.), where known.
+            for column in history.columns:
+                if column not in frame.columns:
+                    frame[column] = "train" if column == "split" else None
+        return ClassBalancedReplay(self.label_column).sample(frame, n, labels, seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "capacity": self.capacity, "label_column": self.label_column,
+                "seen": self.seen, "buffer": self.buffer}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.capacity = int(state.get("capacity", self.capacity))
+        self.label_column = state.get("label_column", "label")
+        self.seen = int(state.get("seen", 0))
+        self.buffer = list(state.get("buffer", []))
+        if len(self.buffer) > self.capacity or self.seen < len(self.buffer):
+            raise ReplayStateError("buffer", f"{len(self.buffer)} rows, {self.seen} seen",
+                                   f"at most capacity {self.capacity} rows and no more than seen")
+
+
+class RecencyReplay(ReplayPolicy):
+    """Newer rows are likelier: a row's weight halves every `half_life_rows` train rows that arrived after it.
+
+    Class quotas are the same water-filling as `ClassBalancedReplay`; within a class, rows are drawn
+    without replacement with probability proportional to their weight. History order is arrival
+    order (the daemon reads batches oldest first), so a row's age is its distance from the end.
+    """
+
+    name = "recency"
+
+    def __init__(self, half_life_rows: int = 2000, label_column: str = "label") -> None:
+        if isinstance(half_life_rows, bool) or not isinstance(half_life_rows, int) or half_life_rows < 1:
+            raise ReplayStateError("half_life_rows", half_life_rows, "an integer >= 1")
+        self.half_life_rows = half_life_rows
+        self.label_column = label_column
+
+    def weights(self, n_rows: int) -> np.ndarray:
+        age = np.arange(n_rows - 1, -1, -1, dtype=np.float64)  # last row: age 0
+        return np.power(0.5, age / self.half_life_rows)
+
+    def sample(self, history: pd.DataFrame, n: int, labels: list[str], seed: int) -> pd.DataFrame:
+        if n <= 0 or history.empty:
+            return history.iloc[0:0]
+        if self.label_column not in history.columns:
+            raise MissingColumnError(self.label_column, list(history.columns))
+        rng = np.random.default_rng(seed)
+        column = history[self.label_column].to_numpy()
+        weights = self.weights(len(history))
+        positions = {label: np.flatnonzero(column == label) for label in labels}
+        quotas = balanced_quotas({label: len(p) for label, p in positions.items()}, n, rng)
+        chosen = []
+        for label, quota in quotas.items():
+            if quota <= 0:
+                continue
+            w = weights[positions[label]]
+            chosen.append(rng.choice(positions[label], size=quota, replace=False, p=w / w.sum()))
+        picked = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
+        return history.iloc[picked]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "half_life_rows": self.half_life_rows, "label_column": self.label_column}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.half_life_rows = int(state.get("half_life_rows", self.half_life_rows))
+        self.label_column = state.get("label_column", "label")
+
+
+_POLICIES: dict[str, type[ReplayPolicy]] = {
+    policy.name: policy for policy in (ClassBalancedReplay, ReservoirReplay, RecencyReplay)
+}
 
 
 def make_replay(policy: str, **kwargs: Any) -> ReplayPolicy:
-    """Build a replay policy by name, e.g. `make_replay("class_balanced")`."""
+    """Build a replay policy by name, e.g. `make_replay("reservoir", capacity=5000)`."""
     try:
         cls = _POLICIES[policy]
     except (KeyError, TypeError):

@@ -76,6 +76,19 @@ class TrainConfig:
         metadata={"help": "Weight the loss by inverse class frequency of the train rows, so a "
                           "majority class (neutral news) cannot swamp the rare ones."},
     )
+    distill_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the distillation term (KL to the champion's predictions on rows that "
+                          "carry `teacher_probs`, LwF-style); 0 = off."},
+    )
+    distill_temperature: float = field(
+        default=2.0, metadata={"help": "Softmax temperature of the distillation term (> 0)."}
+    )
+    lora_rank: int = field(
+        default=0,
+        metadata={"help": "Train LoRA adapters of this rank on query/value (through peft) and merge them "
+                          "into the weights afterwards; 0 = full fine-tuning."},
+    )
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, 1)
@@ -86,6 +99,9 @@ class TrainConfig:
         _check_float("weight_decay", self.weight_decay, 0.0, 1.0, "[0, 1)", high_open=True)
         _check_float("warmup_ratio", self.warmup_ratio, 0.0, 1.0, "[0, 1)", high_open=True)
         _check_int("early_stopping_patience", self.early_stopping_patience, 0)
+        _check_float("distill_alpha", self.distill_alpha, 0.0, 100.0, "[0, 100]")
+        _check_float("distill_temperature", self.distill_temperature, 0.0, 100.0, "(0, 100]", low_open=True)
+        _check_int("lora_rank", self.lora_rank, 0)
         if self.device not in (None, "cpu", "cuda"):
             raise InvalidConfigError("device", self.device, '"cpu", "cuda" or None (auto)')
 
@@ -130,20 +146,66 @@ class _LogToLogger(TrainerCallback):
             logger.info("epoch %.2f: %s", state.epoch or 0.0, logs)
 
 
-def _weighted_loss(train_labels: list[int], n_classes: int):
-    """Cross-entropy weighted by inverse class frequency ("balanced": n / (k * count)), capped at 10x
-    so a class with a handful of rows cannot dominate either."""
-    counts = np.bincount(np.asarray(train_labels), minlength=n_classes).astype(np.float64)
+def class_weights(train_labels: list[int], n_classes: int) -> torch.Tensor:
+    """Inverse class frequency ("balanced": n / (k * count)), capped to [0.1, 10] so a class with a
+    handful of rows cannot dominate either; 1 for a class with no rows."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
     present = counts > 0
     weights = np.ones(n_classes)
     weights[present] = counts[present].sum() / (present.sum() * counts[present])
-    weights = torch.tensor(np.clip(weights, 0.1, 10.0), dtype=torch.float32)
+    return torch.tensor(np.clip(weights, 0.1, 10.0), dtype=torch.float32)
 
-    def loss(outputs, labels, num_items_in_batch=None):  # noqa: ANN001 (Trainer's hook)
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights.to(logits.device))
 
+def continual_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    class_weight: torch.Tensor | None = None,
+    sample_weight: torch.Tensor | None = None,
+    teacher_probs: torch.Tensor | None = None,
+    teacher_mask: torch.Tensor | None = None,
+    distill_alpha: float = 0.0,
+    temperature: float = 2.0,
+) -> torch.Tensor:
+    """Cross-entropy, weighted per class and per row, plus an optional distillation term.
+
+    The weighted CE is a weighted mean (sum of w·CE over sum of w, w = class weight × row weight), so
+    with only class weights it equals `cross_entropy(weight=...)`. The distillation term is
+    `alpha · T² · KL(teacher_T || student_T)` averaged over the rows whose `teacher_mask` is 1: it
+    pulls the update towards the champion's answers on replayed rows (learning without forgetting).
+    """
+    logits = logits.float()
+    per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    weight = torch.ones_like(per_row)
+    if class_weight is not None:
+        weight = weight * class_weight.to(logits.device)[labels]
+    if sample_weight is not None:
+        weight = weight * sample_weight.to(logits.device).float()
+    loss = (weight * per_row).sum() / weight.sum().clamp_min(1e-12)
+    if distill_alpha > 0 and teacher_probs is not None and teacher_mask is not None and teacher_mask.sum() > 0:
+        mask = teacher_mask.to(logits.device).float()
+        teacher = torch.softmax(torch.log(teacher_probs.to(logits.device).float().clamp_min(1e-8)) / temperature, -1)
+        student = torch.log_softmax(logits / temperature, -1)
+        kl = (teacher * (torch.log(teacher.clamp_min(1e-12)) - student)).sum(-1)
+        loss = loss + distill_alpha * temperature**2 * (kl * mask).sum() / mask.sum()
     return loss
+
+
+class _ContinualTrainer(Trainer):
+    """Trainer whose loss is `continual_loss`: extra row columns (weight, teacher) never reach the model."""
+
+    EXTRA = ("weight", "teacher_probs", "teacher_mask")
+
+    def __init__(self, *args, class_weight=None, distill_alpha=0.0, temperature=2.0, **kwargs):  # noqa: ANN001
+        super().__init__(*args, **kwargs)
+        self.class_weight, self.distill_alpha, self.temperature = class_weight, distill_alpha, temperature
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+        extra = {name: inputs.get(name) for name in self.EXTRA}
+        model_inputs = {k: v for k, v in inputs.items() if k not in self.EXTRA and k != "labels"}
+        outputs = model(**model_inputs)
+        loss = continual_loss(outputs["logits"], inputs["labels"], self.class_weight, extra["weight"],
+                              extra["teacher_probs"], extra["teacher_mask"], self.distill_alpha, self.temperature)
+        return (loss, outputs) if return_outputs else loss
 
 
 class _StopWhenAsked(TrainerCallback):
@@ -185,6 +247,8 @@ def training_arguments(
         # By default Trainer replaces a NaN/inf step loss with the running mean, which would
         # hide a diverged run from the finiteness check in fine_tune.
         logging_nan_inf_filter=False,
+        # Row weights and teacher predictions ride along in the batch; the loss pops them.
+        remove_unused_columns=False,
         # The daemon logs to MLflow itself: no integration may start its own run.
         report_to="none",
         disable_tqdm=not progress,
@@ -248,7 +312,9 @@ def fine_tune(
         if has_val and config.early_stopping_patience > 0
         else []
     )
-    trainer = Trainer(
+    if config.lora_rank > 0:
+        model = _with_lora(model, config.lora_rank)
+    trainer = _ContinualTrainer(
         model=model,
         args=training_arguments(config, scratch, device, has_val, progress),
         train_dataset=train_ds,
@@ -256,8 +322,10 @@ def fine_tune(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_val_macro_f1(len(labels)) if has_val else None,
-        compute_loss_func=_weighted_loss(train_ds["labels"], len(labels)) if config.class_weighting else None,
         callbacks=callbacks,
+        class_weight=class_weights(train_ds["labels"], len(labels)) if config.class_weighting else None,
+        distill_alpha=config.distill_alpha,
+        temperature=config.distill_temperature,
     )
     # disable_tqdm swaps the bars for PrinterCallback, which print()s every log line.
     trainer.remove_callback(PrinterCallback)
@@ -275,7 +343,8 @@ def fine_tune(
         train_loss = float(output.training_loss)
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(train_loss, config.learning_rate)
-        model_dir = _save(trainer.model, tokenizer, out_dir / MODEL)
+        trained = trainer.model.merge_and_unload() if config.lora_rank > 0 else trainer.model
+        model_dir = _save(trained, tokenizer, out_dir / MODEL)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -291,6 +360,16 @@ def fine_tune(
     )
     logger.info("fine-tuned: %s", result)
     return result
+
+
+def _with_lora(model, rank: int):  # noqa: ANN001, ANN202 (any HF classifier)
+    """Wrap `model` in LoRA adapters on the attention query/value projections; the classifier head
+    stays fully trainable (peft's SEQ_CLS task saves it). Imported here: peft is needed only then."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=rank, lora_alpha=2 * rank, lora_dropout=0.1,
+                        target_modules=["query", "value"])
+    return get_peft_model(model, config)
 
 
 def _save(model, tokenizer, model_dir: Path) -> Path:  # noqa: ANN001 (any HF model/tokenizer)
