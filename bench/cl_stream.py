@@ -12,8 +12,8 @@ the same model (the packaged MiniLM), seeds, epochs and hyper-parameters; the fi
 Strategies: naive (new rows only), each replay policy (class_balanced, reservoir, recency),
 LoRA + class-balanced replay, distillation + class-balanced replay (LwF-style), and joint
 retraining from the base model on all rows so far (the quality ceiling and the cost without
-cltool). Outputs, under --out: `cl_stream.md` (tables, with command and machine on top),
-`cl_stream.json` (every cell of every run) and PNGs.
+cltool). Outputs, under --out, named by --name (default cl_stream): `<name>.md` (tables, with the
+command and machine on top), `<name>.json` (every cell of every run) and two PNGs.
 
 Scores are macro-F1 on each domain's test rows. Forgetting (PhraseBank) = best PhraseBank score
 from its last batch on, minus the final one; cumulative samples = train rows × epochs actually
@@ -269,9 +269,10 @@ def _stats(values) -> dict[str, float]:
             "n": len(array)}
 
 
-def write_report(out: Path, summary, runs, s: Settings, command: str, machine: str, wall: float, batches, tests):
+def write_report(out: Path, name: str, summary, runs, s: Settings, command: str, machine: str, wall: float, batches,
+                 tests):
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cl_stream.json").write_text(json.dumps(
+    (out / f"{name}.json").write_text(json.dumps(
         {"command": command, "machine": machine, "wall_seconds": wall, "settings": asdict(s),
          "batches": [{"domain": b["domain"].iloc[0], "rows": len(b), "train": int((b["split"] == "train").sum())}
                      for b in batches],
@@ -295,61 +296,62 @@ def write_report(out: Path, summary, runs, s: Settings, command: str, machine: s
         "| strategy | final mean F1 | PhraseBank | Twitter | PB forgetting | BWT | cum. samples | vs joint | train time |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, m in summary.items():
+    for strategy, m in summary.items():
         ratio = (f"{m['cumulative_samples']['mean'] / joint['cumulative_samples']['mean']:.0%}" if joint else "—")
         lines.append(
-            f"| {name} | {_pm(m['final_mean_macro_f1'])} | {_pm(m['final_phrasebank'])} | {_pm(m['final_twitter'])} "
+            f"| {strategy} | {_pm(m['final_mean_macro_f1'])} | {_pm(m['final_phrasebank'])} | {_pm(m['final_twitter'])} "
             f"| {_pm(m['phrasebank_forgetting'])} | {_pm(m['backward_transfer'])} "
             f"| {m['cumulative_samples']['mean']:,.0f} | {ratio} | {m['train_seconds']['mean'] / 60:.1f} min |")
     lines += ["", "## Accuracy matrices (macro-F1 ×100, mean over seeds; rows: after update k; columns: test domain)", ""]
-    for name, m in summary.items():
-        lines += [f"**{name}**", "", "| after update | " + " | ".join(DOMAINS) + " |", "|---|---|---|"]
+    for strategy, m in summary.items():
+        lines += [f"**{strategy}**", "", "| after update | " + " | ".join(DOMAINS) + " |", "|---|---|---|"]
         for k, row in enumerate(m["matrix_mean"]):
             lines.append(f"| {k + 1} ({batches[k]['domain'].iloc[0]}) | " +
                          " | ".join("—" if (c is None or c != c) else f"{100 * c:.1f}" for c in row) + " |")
         lines.append("")
-    lines += ["![PhraseBank score over the stream](cl_stream_phrasebank.png)",
-              "![final score vs cost](cl_stream_cost.png)", ""]
-    (out / "cl_stream.md").write_text("\n".join(lines))
-    _plots(out, summary, batches)
+    lines += [f"![macro-F1 per domain over the stream]({name}_scores.png)",
+              f"![final score vs cost]({name}_cost.png)", ""]
+    (out / f"{name}.md").write_text("\n".join(lines))
+    _plots(out, name, summary)
 
 
 def _pm(stat: dict) -> str:
     return f"{100 * stat['mean']:.1f} ± {100 * stat['sd']:.1f}"
 
 
-def _plots(out: Path, summary, batches) -> None:
+def _plots(out: Path, name: str, summary) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, m in summary.items():
+    for strategy, m in summary.items():
         matrix = np.array([[np.nan if c is None else c for c in row] for row in m["matrix_mean"]], dtype=float)
         steps = np.arange(1, len(matrix) + 1)
-        axes[0].plot(steps, 100 * matrix[:, 0], marker="o", label=name)
-        axes[1].plot(steps, 100 * matrix[:, 1], marker="o", label=name)
+        for ax, column in zip(axes, (0, 1)):
+            known = ~np.isnan(matrix[:, column])
+            ax.plot(steps[known], 100 * matrix[known, column], marker="o", label=strategy)
     for ax, title in zip(axes, ["PhraseBank test", "Twitter valid"]):
         ax.set_title(f"{title}: macro-F1 after each update")
         ax.set_xlabel("update (1–3 PhraseBank, 4–6 Twitter)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "cl_stream_phrasebank.png", dpi=110)
+    fig.savefig(out / f"{name}_scores.png", dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, m in summary.items():
+    for strategy, m in summary.items():
         ax.errorbar(m["cumulative_samples"]["mean"], 100 * m["final_mean_macro_f1"]["mean"],
                     yerr=100 * m["final_mean_macro_f1"]["sd"], marker="o", capsize=3)
-        ax.annotate(name, (m["cumulative_samples"]["mean"], 100 * m["final_mean_macro_f1"]["mean"]), fontsize=8,
+        ax.annotate(strategy, (m["cumulative_samples"]["mean"], 100 * m["final_mean_macro_f1"]["mean"]), fontsize=8,
                     xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("cumulative training samples")
     ax.set_ylabel("final mean macro-F1 (both domains)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "cl_stream_cost.png", dpi=110)
+    fig.savefig(out / f"{name}_cost.png", dpi=110)
     plt.close(fig)
 
 
@@ -390,6 +392,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
                    help="folder with financial_phrasebank/ and twitter_financial_news_sentiment/")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where the report and PNGs go")
+    p.add_argument("--name", default="cl_stream", help="file name stem of the report, JSON and PNGs")
     p.add_argument("--quick", action="store_true",
                    help="smoke run (< 5 min on 2 cores): 50-row batches, 100 test rows, 1 seed, 3 strategies")
     p.add_argument("--seeds", type=int, nargs="+")
@@ -445,10 +448,10 @@ def main(argv: list[str] | None = None) -> None:
                 for leftover in work.glob(f"{strategy}-{seed}-*"):
                     shutil.rmtree(leftover, ignore_errors=True)
             # Partial results after each seed: a long run that is stopped still leaves a report.
-            write_report(args.out, summarise(runs, batches), runs, s, command, host,
+            write_report(args.out, args.name, summarise(runs, batches), runs, s, command, host,
                          time.perf_counter() - started, batches, tests)
-    progress(f"done: {args.out / 'cl_stream.md'}")
-    print((args.out / "cl_stream.md").read_text())
+    progress(f"done: {args.out / (args.name + '.md')}")
+    print((args.out / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":
