@@ -401,7 +401,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
                    "after each domain's last batch (its cost is counted either way)")
     p.add_argument("--strategies", nargs="+", choices=STRATEGIES)
     for name in ("epochs", "batch_rows", "test_rows", "max_length", "lora_rank", "reservoir_capacity",
-                 "half_life_rows"):
+                 "half_life_rows", "pb_batches", "tw_batches"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("learning_rate", "replay_ratio", "replay_weight", "distill_alpha"):
         p.add_argument("--" + name.replace("_", "-"), type=float)
@@ -411,7 +411,8 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
         s = Settings(epochs=2, batch_rows=50, test_rows=100, seeds=[13], strategies=["naive", "class_balanced", "joint"],
                      reservoir_capacity=200, half_life_rows=100)
     s.joint_every_update = args.joint_every_update
-    for name in ("val_share", "seeds", "strategies", "epochs", "batch_rows", "test_rows", "max_length", "lora_rank",
+    for name in ("pb_batches", "tw_batches", "val_share", "seeds", "strategies", "epochs", "batch_rows", "test_rows",
+                 "max_length", "lora_rank",
                  "reservoir_capacity", "half_life_rows", "learning_rate", "replay_ratio", "replay_weight",
                  "distill_alpha"):
         if getattr(args, name) is not None:

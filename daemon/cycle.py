@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from daemon import evidence
+from daemon import continual, evidence
 from daemon.context import Context
 from daemon.errors import CltoolError
 from daemon.report import describe, metrics_of
@@ -108,23 +108,24 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     champion_dir = ctx.models.path(champion.version) if champion else None
     init = champion_dir or resolve_base(s.model.base)
     new_train = evidence.split(new, "train")
-    replay_policy = _replay_policy(ctx, champion.version if champion else None)
-    replay = replay_policy.sample(evidence.split(past, "train"), round(s.replay.ratio * len(new_train)),
-                                  s.labels, s.train.seed)
+    past_train = evidence.split(past, "train")
+    replay_policy = _replay_policy(ctx, champion.version if champion else None, past_train)
+    replay = replay_policy.sample(past_train, round(s.replay.ratio * len(new_train)), s.labels, s.train.seed)
+    device = None if s.train.device == "auto" else s.train.device
+    incumbent = Predictor(champion_dir, device=device, max_length=s.model.max_length) if champion_dir else None
+    train_rows = _training_rows(s, new_train, replay, incumbent)
     val = pd.concat([evidence.split(new, "val"),
                      evidence.stratified_cap(evidence.split(past, "val"), max(len(evidence.split(new, "val")), 50),
                                              s.train.seed)], ignore_index=True)
     log.info("cycle %s: training from %s on %d new + %d replay rows (%d val)", cycle_id,
              f"champion v{champion.version}" if champion else s.model.base, len(new_train), len(replay), len(val))
     _check_stop(ctx, cycle_id, "training")
-    result = fine_tune(init, pd.concat([new_train, replay], ignore_index=True), val, s.labels, work, _train_config(s),
-                       should_stop=ctx.stop.is_set)
+    result = fine_tune(init, train_rows, val, s.labels, work, _train_config(s), should_stop=ctx.stop.is_set)
+    replay_policy.observe(new_train, s.train.seed)  # the state saved with this version includes what it learned
     _check_stop(ctx, cycle_id, "evaluation")
 
     regression = evidence.stratified_cap(evidence.split(past, "test"), s.gate.regression_max_rows, s.train.seed)
-    device = None if s.train.device == "auto" else s.train.device
     candidate = Predictor(result.model_dir, device=device, max_length=s.model.max_length)
-    incumbent = Predictor(champion_dir, device=device, max_length=s.model.max_length) if champion_dir else None
     on_fresh = evidence.score_pair(fresh, s.labels, candidate, incumbent)
     on_regression = evidence.score_pair(regression, s.labels, candidate, incumbent) if len(regression) else None
     summaries = _summaries(on_fresh, on_regression, result.train_loss)
@@ -132,7 +133,9 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     log.info("cycle %s: %s — %s", cycle_id, decision.outcome, "; ".join(decision.reasons))
     _check_stop(ctx, cycle_id, "registration")
 
-    metrics = metrics_of(summaries, on_fresh, on_regression, result, s.labels)
+    cl_report = _continual_report(ctx, champion.version if champion else None, cycle_id, fresh, regression,
+                                  on_fresh, on_regression)
+    metrics = {**metrics_of(summaries, on_fresh, on_regression, result, s.labels), **continual.flat_metrics(cl_report)}
     lineage = {
         "cycle_id": cycle_id, "trigger": trigger, "init_from": f"v{champion.version}" if champion else str(init),
         "batches": [{"batch_id": b.batch_id, "file": b.file_name, "checksum": b.checksum,
@@ -144,13 +147,13 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     review = build_review(work=work, labels=s.labels, decision=decision, on_fresh=on_fresh,
                           on_regression=on_regression, fresh=fresh, regression=regression, new_train=new_train,
                           replay=replay, pending=pending, champion_version=champion.version if champion else None,
-                          cycle_id=cycle_id, trigger=trigger, rows_dir=s.rows_dir)
+                          cycle_id=cycle_id, trigger=trigger, rows_dir=s.rows_dir, continual=cl_report)
     version = ctx.registry.log_candidate(
         model_dir=result.model_dir, run_name=cycle_id, params=s.model_dump(mode="json"), metrics=metrics,
         tags=review.tags,
         json_artifacts={"eval_report": {**summaries, "negative_flip_rate": metrics.get("negative_flip_rate"),
                                         "decision": decision.to_dict()},
-                        "lineage": lineage, "config": s.model_dump(mode="json")},
+                        "lineage": lineage, "config": s.model_dump(mode="json"), "cl_metrics": cl_report},
         files=review.files, description=describe(decision, summaries, champion.version if champion else None, lineage),
         input_example=fresh["text"].head(2).tolist(), datasets=review.datasets,
     ).version
@@ -212,19 +215,55 @@ def _summaries(on_fresh, on_regression, train_loss: float) -> dict[str, Any]:
     }
 
 
-def _replay_policy(ctx: Context, champion_version: str | None):
+def _replay_policy(ctx: Context, champion_version: str | None, past_train: pd.DataFrame):
     """The replay state saved with the champion (so a rollback brings its matching state back), or a
-    fresh policy when there is none or the configured policy changed."""
-    policy = ctx.settings.replay.policy
+    fresh policy when there is none or the configured policy changed. A fresh policy is shown the
+    history first, so a new reservoir starts full rather than empty."""
+    r = ctx.settings.replay
     if champion_version is not None:
         try:
             saved = ctx.registry.read_json_artifact(champion_version, "lineage").get("replay_policy") or {}
         except RegistryError as exc:
-            log.warning("no replay state for champion v%s (%s): starting a fresh %s policy", champion_version, exc, policy)
+            log.warning("no replay state for champion v%s (%s): starting a fresh %s policy", champion_version, exc,
+                        r.policy)
             saved = {}
-        if saved.get("policy") == policy:
+        if saved.get("policy") == r.policy:
             return replay_from_state(saved)
-    return make_replay(policy)
+    options = {"reservoir": {"capacity": r.reservoir_capacity}, "recency": {"half_life_rows": r.half_life_rows}}
+    policy = make_replay(r.policy, **options.get(r.policy, {}))
+    policy.observe(past_train, ctx.settings.train.seed)
+    return policy
+
+
+def _training_rows(s, new_train: pd.DataFrame, replay: pd.DataFrame, champion: Predictor | None) -> pd.DataFrame:
+    """New + replayed rows, with a loss weight per row when replay is weighted differently, and the
+    champion's class probabilities on replayed rows when distillation is on."""
+    rows = pd.concat([new_train, replay], ignore_index=True)
+    if s.replay.weight != 1.0:
+        rows["weight"] = [1.0] * len(new_train) + [s.replay.weight] * len(replay)
+    if s.train.distill_alpha > 0 and champion is not None and len(replay):
+        _, probs = champion.predict(replay["text"].tolist())
+        if champion.labels != list(s.labels):  # a grown head: the champion has no column for new classes
+            index = {label: i for i, label in enumerate(champion.labels)}
+            probs = [[p[index[label]] if label in index else 0.0 for label in s.labels] for p in probs]
+        rows["teacher_probs"] = [None] * len(new_train) + [list(map(float, p)) for p in probs]
+    return rows
+
+
+def _continual_report(ctx: Context, champion_version, cycle_id, fresh, regression, on_fresh, on_regression):
+    """The candidate's accuracy-matrix row appended to the champion's (see daemon/continual.py)."""
+    parent = None
+    if champion_version is not None:
+        try:
+            parent = ctx.registry.read_json_artifact(champion_version, "cl_metrics")
+        except RegistryError:
+            log.info("champion v%s has no cl_metrics.json (older version): starting a new accuracy matrix",
+                     champion_version)
+    rows = pd.concat([fresh, regression], ignore_index=True) if on_regression else fresh
+    truth = on_fresh.truth + (on_regression.truth if on_regression else [])
+    predicted = on_fresh.candidate_pred + (on_regression.candidate_pred if on_regression else [])
+    scores = continual.candidate_row(rows, truth, predicted, ctx.settings.labels)
+    return continual.build(parent, cycle_id, scores)
 
 
 def _check_stop(ctx: Context, cycle_id: str, step: str) -> None:
@@ -237,7 +276,8 @@ def _train_config(s) -> TrainConfig:
                        seed=s.train.seed, max_length=s.model.max_length, weight_decay=s.train.weight_decay,
                        early_stopping_patience=s.train.early_stopping_patience,
                        device=None if s.train.device == "auto" else s.train.device,
-                       class_weighting=s.train.class_weighting)
+                       class_weighting=s.train.class_weighting, lora_rank=s.train.lora_rank,
+                       distill_alpha=s.train.distill_alpha, distill_temperature=s.train.distill_temperature)
 
 
 def gate_policy(gate: dict[str, Any]) -> GatePolicy:

@@ -27,7 +27,8 @@ class Review:
 
 def build_review(*, work: Path, labels: list[str], decision: Decision, on_fresh, on_regression,
                  fresh: pd.DataFrame, regression: pd.DataFrame, new_train: pd.DataFrame, replay: pd.DataFrame,
-                 pending, champion_version: str | None, cycle_id: str, trigger: str, rows_dir: Path) -> Review:
+                 pending, champion_version: str | None, cycle_id: str, trigger: str, rows_dir: Path,
+                 continual: dict[str, Any] | None = None) -> Review:
     champ = f"champion v{champion_version}" if champion_version else None
     files = [confusion_png(on_fresh.candidate["confusion"], labels, "candidate, fresh test rows",
                            work / "confusion_candidate.png")]
@@ -44,9 +45,16 @@ def build_review(*, work: Path, labels: list[str], decision: Decision, on_fresh,
     if on_fresh.champion_pred is not None:
         predictions[champ] = on_fresh.champion_pred + (on_regression.champion_pred if on_regression else [])
     matrix, rows, columns = accuracy_by_group(groups, truth, predictions)
-    short = [column.split("-")[0][-6:] + "…" + column[-4:] for column in columns]  # readable axis labels
+    short = [_short(column) for column in columns]
     files.append(accuracy_matrix_png(matrix, rows, short, "accuracy per batch (test rows)",
                                      work / "accuracy_matrix.png"))
+
+    if continual and continual["columns"]:
+        # The continual-learning matrix: each version of the champion line (rows) on each batch (columns).
+        files.append(accuracy_matrix_png(continual["cells"], [r[-13:] for r in continual["rows"]],
+                                         [_short(c) for c in continual["columns"]],
+                                         "macro-F1 per batch, champion line + candidate (last row)",
+                                         work / "cl_accuracy_matrix.png"))
 
     tags = review_tags(
         decision=decision.outcome, reasons=decision.reasons, parent_version=champion_version,
@@ -64,3 +72,8 @@ def build_review(*, work: Path, labels: list[str], decision: Decision, on_fresh,
         datasets.append({"name": "regression", "context": "regression", "rows": regression[list(DATASET_COLUMNS)],
                          "source": source})
     return Review(tags, files, [d for d in datasets if len(d["rows"])])
+
+
+def _short(batch_id: str) -> str:
+    """A readable axis label for a batch id (<stamp>-<checksum>): end of the stamp … end of the checksum."""
+    return batch_id.split("-")[0][-6:] + "…" + batch_id[-4:]

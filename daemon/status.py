@@ -17,6 +17,7 @@ def collect(ctx: Context) -> dict[str, Any]:
         data[alias] = None if info is None else {
             "version": info.version, "run_id": info.run_id, "created_at": info.created_at.isoformat(),
             "decision": info.tags.get("cltool.decision"), "metrics": info.metrics,
+            "continual": continual_of(info.metrics),
         }
     pending = ctx.store.list_batches(pending=True)
     data["pending_rows"] = sum(batch.n_train for batch in pending)
@@ -33,6 +34,13 @@ def collect(ctx: Context) -> dict[str, Any]:
     return data
 
 
+def continual_of(metrics: dict[str, float]) -> dict[str, float | None]:
+    """The version's continual-learning scores (logged by its cycle; None when not measured)."""
+    return {"avg_macro_f1": metrics.get("cl_avg_macro_f1"), "forgetting": metrics.get("cl_forgetting"),
+            "backward_transfer": metrics.get("cl_backward_transfer"),
+            "negative_flip_rate": metrics.get("negative_flip_rate")}
+
+
 def render(data: dict[str, Any]) -> str:
     lines = [f"model {data['model_name']}"]
     for alias in ALIASES:
@@ -43,6 +51,12 @@ def render(data: dict[str, Any]) -> str:
         m = info["metrics"]
         scores = ", ".join(f"{k} {m[k]:.3f}" for k in ("fresh_macro_f1", "regression_macro_f1") if k in m)
         lines.append(f"  {alias:<18} v{info['version']}  {info['decision'] or ''}  {scores}")
+        cl = info.get("continual") or {}
+        if alias == "champion" and cl.get("avg_macro_f1") is not None:
+            parts = [f"avg macro-F1 over batches {cl['avg_macro_f1']:.3f}"]
+            parts += [f"{name} {cl[key]:+.3f}" for key, name in (("forgetting", "forgetting"),
+                                                                 ("backward_transfer", "BWT")) if cl.get(key) is not None]
+            lines.append("  " + " " * 18 + " " + ", ".join(parts))
     lines.append(f"pending: {data['pending_rows']} new train rows in {len(data['pending_batches'])} batches; "
                  f"{data['inbox_waiting']} files in the inbox")
     last = data["last_decision"]

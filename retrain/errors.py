@@ -105,8 +105,8 @@ class LabelMismatchError(RetrainError, ValueError):
         super().__init__(
             f"model {self.source!r} has a classification head for labels "
             f"{_short(self.head_labels)} but training asked for {_short(self.labels)}; "
-            "expected the same labels in the same order "
-            "(growing a head to new labels is not supported yet)"
+            "expected the same labels, or a superset of them (the head grows); "
+            "a label cannot be removed from a trained head"
         )
 
 

@@ -100,7 +100,8 @@ def load_for_training(
 
     A source without a classification head (e.g. the packaged MiniLM) gets a fresh head for
     `labels`. A source whose head already has exactly these labels (a champion) keeps it, which
-    is what lets the daemon continue training from the champion. Any other head is refused.
+    is what lets the daemon continue training from the champion. A head for a subset of `labels`
+    grows (`grow_head`): a label added to `labels` later, or first seen now. Any other head is refused.
     The fresh head is drawn from torch's global RNG: seed before calling for reproducibility.
     """
     check_labels(labels)
@@ -113,7 +114,7 @@ def load_for_training(
         raise ModelSourceError(source, f"{type(exc).__name__}: {exc}") from exc
 
     existing = head_labels(config)
-    if existing is not None and existing != list(labels):
+    if existing is not None and existing != list(labels) and not set(existing) <= set(labels):
         raise LabelMismatchError(source, existing, labels)
 
     with quiet_progress():
@@ -130,14 +131,44 @@ def load_for_training(
             tokenizer = AutoTokenizer.from_pretrained(source)
         except OSError as exc:
             raise ModelSourceError(source, f"{type(exc).__name__}: {exc}") from exc
-    logger.info(
-        "loaded %s from %s (%s head, labels %s)",
-        type(model).__name__,
-        source,
-        "kept" if existing is not None else "new",
-        labels,
-    )
+    head = "new" if existing is None else "kept"
+    if existing is not None and existing != list(labels):
+        grow_head(model, existing, labels)
+        head = f"grown from {existing}"
+    logger.info("loaded %s from %s (%s head, labels %s)", type(model).__name__, source, head, labels)
     return model, tokenizer
+
+
+def grow_head(model: PreTrainedModel, old: list[str], labels: list[str]) -> None:
+    """Class-incremental learning: give `model` a head for `labels` (a superset of `old`) in place.
+
+    Each old class keeps its row of weights and its bias, moved to its position in `labels`, so
+    what the model knows about old classes is untouched; a new class gets a fresh row drawn like
+    any new head (normal, std = initializer_range) and the mean old bias, so it starts neither
+    dominant nor impossible. Only the last Linear layer of the classifier changes.
+    """
+    previous = model.classifier
+    linear = previous if isinstance(previous, torch.nn.Linear) else previous.out_proj
+    grown = torch.nn.Linear(linear.in_features, len(labels), bias=linear.bias is not None)
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        grown.weight.normal_(mean=0.0, std=std)
+        if grown.bias is not None:
+            grown.bias.fill_(float(linear.bias.mean()))
+        for i, label in enumerate(old):
+            j = labels.index(label)
+            grown.weight[j] = linear.weight[i]
+            if grown.bias is not None:
+                grown.bias[j] = linear.bias[i]
+    grown.to(linear.weight.device, linear.weight.dtype)
+    if previous is linear:
+        model.classifier = grown
+    else:
+        previous.out_proj = grown
+    model.num_labels = len(labels)
+    model.config.num_labels = len(labels)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
 
 
 def build_tiny_model(out_dir: Path, labels: list[str], seed: int = 0) -> Path:

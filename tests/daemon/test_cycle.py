@@ -78,6 +78,15 @@ def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):
     assert info.tags["cltool.rows_replay"] == str(lineage["replay_rows"])
     assert lineage["replay_policy"]["policy"] == "class_balanced"
 
+    # Continual-learning metrics: the champion line's accuracy matrix plus this candidate's row.
+    assert "cl_accuracy_matrix.png" in names
+    cl = json.loads(open(client.download_artifacts(info.run_id, "cl_metrics.json", str(tmp_path))).read())
+    assert len(cl["rows"]) == 2 and len(cl["columns"]) == 2  # v1's row, then the candidate's; batches a and b
+    assert cl["cells"][0][1] is None and None not in cl["cells"][1]  # v1 never saw batch b
+    assert cl["forgetting"] == pytest.approx(cl["cells"][0][0] - cl["cells"][1][0])
+    assert info.metrics["cl_avg_macro_f1"] == pytest.approx(sum(cl["cells"][1]) / 2)
+    assert info.metrics["cl_forgetting"] == pytest.approx(cl["forgetting"])
+
     # `cltool explain` replays the stored decision from the artifacts alone.
     from daemon.explain import explain
 
@@ -118,3 +127,54 @@ def test_a_failing_cycle_is_recorded_and_leaves_batches_pending(ctx, tmp_path, m
     assert "disk full" in failed.reason
     assert len(ctx.store.list_batches(pending=True)) == 1
     assert not any((ctx.settings.work_dir).glob("c*"))  # the half-trained candidate is gone
+
+
+def test_reservoir_state_travels_with_each_version_and_distillation_runs(tmp_path, tiny_base):
+    settings = load_settings(
+        state_dir=str(tmp_path / "state"), inbox_dir=str(tmp_path / "inbox"),
+        model={"base": str(tiny_base), "max_length": 16},
+        train={"epochs": 2, "batch_size": 16, "learning_rate": 0.002, "early_stopping_patience": 0,
+               "distill_alpha": 1.0},
+        replay={"policy": "reservoir", "reservoir_capacity": 40, "weight": 0.5, "ratio": 0.5},
+        trigger={"min_new_rows": 50}, gate={"first_model_min_macro_f1": 0.0, "min_fresh_rows": 10},
+    )
+    ctx = open_context(settings, owner="test")
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(120)))
+    first = maybe_run(ctx)
+    lineage = ctx.registry.read_json_artifact(first.version, "lineage")
+    n_first = lineage["new_train_rows"]
+    assert lineage["replay_policy"]["seen"] == n_first and len(lineage["replay_policy"]["buffer"]) == 40
+    assert first.outcome == "PROMOTE"
+
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(120, start=1000)))
+    second = run_cycle(ctx, "test")
+    lineage = ctx.registry.read_json_artifact(second.version, "lineage")
+    # Restored from v1's state, then shown the new rows: every train row so far, 40 kept.
+    assert lineage["replay_policy"]["seen"] == n_first + lineage["new_train_rows"]
+    assert len(lineage["replay_policy"]["buffer"]) == 40
+    assert lineage["replay_rows"] == min(40, round(0.5 * lineage["new_train_rows"]))  # the buffer bounds it
+    assert set(lineage["replay_row_hashes"]) <= {row["row_hash"] for row in
+                                                 ctx.registry.read_json_artifact("1", "lineage")["replay_policy"]["buffer"]}
+
+
+def test_training_rows_weight_replay_and_carry_the_champions_predictions():
+    import numpy as np
+    import pandas as pd
+
+    from daemon.cycle import _training_rows
+
+    class Champion:  # stands in for a Predictor: only .labels and .predict are used
+        labels = ["negative", "neutral", "positive"]
+
+        def predict(self, texts):
+            return np.zeros(len(texts), dtype=int), np.tile([0.7, 0.2, 0.1], (len(texts), 1))
+
+    settings = load_settings(replay={"weight": 0.25}, train={"distill_alpha": 0.5})
+    new = pd.DataFrame({"text": ["a", "b"], "label": ["negative", "positive"]})
+    replay = pd.DataFrame({"text": ["c"], "label": ["neutral"]})
+    rows = _training_rows(settings, new, replay, Champion())
+    assert rows["weight"].tolist() == [1.0, 1.0, 0.25]
+    assert rows["teacher_probs"].tolist()[:2] == [None, None]
+    assert rows["teacher_probs"].tolist()[2] == pytest.approx([0.7, 0.2, 0.1])
+    plain = _training_rows(load_settings(), new, replay, Champion())
+    assert list(plain.columns) == ["text", "label"]  # defaults: no weights, no teacher

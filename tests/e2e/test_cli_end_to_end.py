@@ -72,6 +72,10 @@ def test_loop_end_to_end(env):
     assert status["champion"]["version"] == "1"
     assert 0.0 <= status["champion"]["metrics"]["fresh_macro_f1"] <= 1.0
     assert status["pending_rows"] == 0 and status["previous_champion"] is None
+    # One batch so far: the accuracy matrix is one cell, the fresh score; nothing to forget yet.
+    continual = status["champion"]["continual"]
+    assert continual["avg_macro_f1"] == pytest.approx(status["champion"]["metrics"]["fresh_macro_f1"])
+    assert continual["forgetting"] is None and continual["backward_transfer"] is None
 
     # A restart with nothing new changes nothing.
     before = snapshot(env)
@@ -83,6 +87,7 @@ def test_loop_end_to_end(env):
     assert as_json(env, "status")["pending_rows"] > 50
     second = as_json(env, "run", "--once")["cycle"]
     assert second["version"] == "2" and second["outcome"] in {"PROMOTE", "REJECT", "WAIT"}
+    assert "cl_avg_macro_f1" in second["metrics"] and "cl_forgetting" in second["metrics"]
     status = as_json(env, "status")
     assert status["last_decision"]["version"] == "2"
     assert status["last_decision"]["outcome"] == second["outcome"]

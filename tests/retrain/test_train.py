@@ -170,17 +170,3 @@ def test_default_config_is_valid():
     assert config.device is None
 
 
-def test_class_weighted_loss_uses_balanced_inverse_frequency():
-    import torch
-
-    from retrain.train import _weighted_loss
-
-    # 6 neutral, 3 positive, 1 negative -> balanced weights n / (k * count) = 10/3 over (1, 6, 3) rows.
-    loss = _weighted_loss([1] * 6 + [2] * 3 + [0], 3)
-    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [1.0, 1.0, 1.0]])
-    labels = torch.tensor([0, 1, 2, 0])
-    weights = torch.tensor([10 / 3, 10 / 18, 10 / 9])
-    expected = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
-    assert torch.isclose(loss({"logits": logits}, labels), expected)
-    unweighted = torch.nn.functional.cross_entropy(logits, labels)
-    assert not torch.isclose(expected, unweighted)

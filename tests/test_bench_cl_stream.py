@@ -1,0 +1,45 @@
+"""The stream benchmark's bookkeeping (no training): forgetting, cost ratios and the joint shortcut."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.cl_stream import Run, _domain_ends, domains_to_score, parse, summarise
+
+
+def batches(domains: list[str]) -> list[pd.DataFrame]:
+    return [pd.DataFrame({"text": ["t"], "label": ["neutral"], "domain": [d]}) for d in domains]
+
+
+STREAM = batches(["phrasebank"] * 3 + ["twitter"] * 3)
+
+
+def test_domain_ends_and_what_is_scored_when():
+    assert [_domain_ends(STREAM, i) for i in range(6)] == [False, False, True, False, False, True]
+    assert domains_to_score(STREAM, 0) == ["phrasebank"]
+    assert domains_to_score(STREAM, 2) == ["phrasebank", "twitter"]  # Twitter's "before" score
+    assert domains_to_score(STREAM, 5) == ["phrasebank", "twitter"]
+
+
+def test_summary_forgetting_bwt_and_cost():
+    pb = [0.60, 0.70, 0.80, 0.78, 0.74, 0.72]
+    tw = [None, None, 0.50, 0.60, 0.65, 0.70]
+    naive = Run("naive", 13, [[p, t] for p, t in zip(pb, tw)], [100] * 6, [1.0] * 6, [0] * 6)
+    joint = Run("joint", 13, [[0.6, None], [None, None], [0.82, 0.5], [None, None], [None, None], [0.8, 0.72]],
+                [100, 200, 300, 400, 500, 600], [1.0] * 6, [0] * 6)
+    summary = summarise([naive, joint], STREAM)
+    assert summary["naive"]["phrasebank_forgetting"]["mean"] == pytest.approx(0.80 - 0.72)
+    assert summary["naive"]["backward_transfer"]["mean"] == pytest.approx(0.72 - 0.80)
+    assert summary["naive"]["final_mean_macro_f1"]["mean"] == pytest.approx((0.72 + 0.70) / 2)
+    assert summary["naive"]["cumulative_samples"]["mean"] == 600
+    assert summary["joint"]["cumulative_samples"]["mean"] == 2100
+    assert summary["joint"]["phrasebank_forgetting"]["mean"] == pytest.approx(0.02)  # unscored updates skipped
+    assert summary["joint"]["matrix_mean"][1] == [None, None]
+
+
+def test_quick_mode_is_small_and_flags_override_it():
+    _, quick = parse(["--quick"])
+    assert quick.batch_rows == 50 and quick.seeds == [13] and len(quick.strategies) == 3
+    _, custom = parse(["--quick", "--seeds", "1", "2", "--epochs", "5"])
+    assert custom.seeds == [1, 2] and custom.epochs == 5
