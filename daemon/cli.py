@@ -19,7 +19,8 @@ import click
 from daemon.config import load_settings, render_toml
 from daemon.errors import CltoolError, ConfigError, ConfigFileError, LockHeldError, QuarantinedError
 
-HIDDEN_BY_DEFAULT = {"alias.synced", "cycle.started", "demo.fed", "watch.scored"}
+HIDDEN_BY_DEFAULT = {"alias.synced", "cycle.started", "demo.fed", "watch.scored", "drift.scored", "job.missed",
+                     "observe.listening"}
 
 
 def _actor() -> str:
@@ -261,6 +262,29 @@ def predict(obj, texts: tuple[str, ...], as_json: bool) -> None:
     rows = [{"text": t, "label": predictor.labels[i], "score": round(float(p[i]), 4), "version": champion.version}
             for t, i, p in zip(texts, ids, probs)]
     _emit(rows, as_json, "\n".join(f"{r['label']:<9} {r['score']:.3f}  {r['text']}" for r in rows))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--since", metavar="WHEN", help="Only batches scored since then: 30m, 12h, 7d, 2w or an ISO date/time.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the PNG timeline (default: <state_dir>/drift-timeline.png).")
+@click.pass_obj
+@_fail_cleanly
+def drift(obj, as_json: bool, since: str | None, plot_path: Path | None) -> None:
+    """Recent drift state per detector (score, threshold, drifted, alert, severity) and a PNG timeline."""
+    from daemon.driftview import collect, parse_since, plot, render
+
+    ctx = _context(obj)
+    try:
+        start = parse_since(since, ctx.clock())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    data = collect(ctx, start)
+    data["plot"] = None
+    if data["detectors"]:
+        data["plot"] = str(plot(data, plot_path or ctx.settings.state_dir / "drift-timeline.png"))
+    _emit(data, as_json, render(data) + (f"\ntimeline: {data['plot']}" if data["plot"] else ""))
 
 
 def main() -> None:

@@ -48,13 +48,30 @@ class TrainSection(_Section):
     class_weighting: bool = Field(
         True, description="Weight the loss by inverse class frequency (neutral news must not swamp the rest)."
     )
+    lora_rank: int = Field(
+        0, ge=0, le=256, description="Train LoRA adapters of this rank (peft) and merge them; 0 = full fine-tuning."
+    )
+    distill_alpha: float = Field(
+        0.0, ge=0, le=100,
+        description="Weight of distillation towards the champion's predictions on replayed rows (LwF); 0 = off.",
+    )
+    distill_temperature: float = Field(2.0, gt=0, le=100, description="Softmax temperature of the distillation.")
 
 
 class ReplaySection(_Section):
-    policy: Literal["class_balanced"] = Field(
-        "class_balanced", description="How past train rows are sampled: class_balanced (uniform per class)."
+    policy: Literal["class_balanced", "reservoir", "recency"] = Field(
+        "class_balanced",
+        description="How past train rows are sampled: class_balanced (uniform per class over all history), "
+                    "reservoir (a bounded buffer, fixed memory) or recency (newer rows likelier).",
     )
     ratio: float = Field(1.0, ge=0, le=100, description="Replay rows per new train row (0 = no replay).")
+    weight: float = Field(
+        1.0, ge=0, le=100, description="Loss weight of a replayed row relative to a new row (1 = equal)."
+    )
+    reservoir_capacity: int = Field(5000, ge=1, description="Rows kept by the reservoir policy.")
+    half_life_rows: int = Field(
+        5000, ge=1, description="Recency policy: a row's weight halves every this many newer train rows."
+    )
 
 
 class TriggerSection(_Section):
@@ -121,6 +138,58 @@ class LogSection(_Section):
     format: Literal["text", "json"] = Field("text", description="One line per event: text, or JSON for collectors.")
 
 
+class DriftSection(_Section):
+    enabled: bool = Field(True, description="Score every accepted batch for drift before it is trained on.")
+    reference: Literal["champion", "rolling"] = Field(
+        "champion", description="What 'normal' is: the champion's data (rows of the batches it was trained on), "
+        "or rolling (the batches just before the scored one)."
+    )
+    window_batches: int = Field(5, ge=1, le=1000, description="rolling reference: how many earlier batches it holds.")
+    min_reference_rows: int = Field(50, ge=2, description="Fewer reference rows than this: the batch is not scored.")
+    max_rows: int = Field(
+        2000, ge=10, description="Rows of a batch the champion labels and embeds (a seeded sample above this)."
+    )
+    reference_max_rows: int = Field(
+        1000, ge=10, description="Reference rows the champion labels and embeds (a seeded sample above this)."
+    )
+    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of every drift test.")
+    label_psi: float = Field(0.2, ge=0, description="PSI a label or prediction mix must also reach to count as drift.")
+    text_psi: float = Field(0.1, ge=0, description="PSI a text statistic (length, unknown words, links) must reach.")
+    mmd_max_rows: int = Field(300, ge=2, description="Embeddings per side in the MMD test (bounds its cost).")
+    mmd_permutations: int = Field(200, ge=10, description="Permutations behind the MMD p-value.")
+    surge_label: str = Field("negative", min_length=1, description="Class whose share rising is a surge.")
+    surge_min_lift: float = Field(0.10, ge=0, lt=1, description="Rise of that class's share (absolute) that matters.")
+    max_f1_drop: float = Field(
+        0.10, ge=0, le=1, description="Live macro-F1 this far below the champion's regression macro-F1 is drift."
+    )
+    open_after: int = Field(2, ge=1, le=100, description="Consecutive drifted batches that open an alert.")
+    close_after: int = Field(2, ge=1, le=100, description="Consecutive clean batches that close it.")
+    trigger_retrain: bool = Field(
+        True, description="When an alert opens, request a retrain (never a promotion: the gate still decides)."
+    )
+    seed: int = Field(0, ge=0, description="Seed for row sampling and permutations, so a score replays exactly.")
+
+    @model_validator(mode="after")
+    def _permutations_can_reach_alpha(self) -> "DriftSection":
+        # The smallest permutation p-value is 1/(permutations+1): with fewer, MMD could never fire.
+        if (self.mmd_permutations + 1) * self.alpha > 1:
+            return self
+        raise ValueError(f"mmd_permutations = {self.mmd_permutations} is too few for alpha = {self.alpha}: "
+                         f"expected at least {math.ceil(1 / self.alpha)}")
+
+
+class ObserveSection(_Section):
+    enabled: bool = Field(True, description="Serve /metrics, /healthz and /readyz while the daemon runs.")
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="Address to listen on (0.0.0.0 exposes it beyond this host)."
+    )
+    port: int = Field(9464, ge=0, le=65535, description="Port to listen on (0 = any free port; the log names it).")
+    refresh_seconds: float = Field(15.0, gt=0, le=3600, description="How often metrics are re-read from the event log.")
+    webhook_url: str = Field("", description="POST drift alerts here as JSON with a Slack-style 'text' (empty = off).")
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=300, description="Timeout of one webhook POST.")
+    webhook_retries: int = Field(3, ge=0, le=20, description="Retries of a failed POST, with exponential backoff.")
+
+
 class Settings(BaseSettings):
     """Everything cltool can be told. Every field has a default that runs the demo."""
 
@@ -147,6 +216,8 @@ class Settings(BaseSettings):
     mlflow: MlflowSection = MlflowSection()
     store: StoreSection = StoreSection()
     log: LogSection = LogSection()
+    drift: DriftSection = DriftSection()
+    observe: ObserveSection = ObserveSection()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -16,6 +16,7 @@ import pandas as pd
 from daemon import continual, evidence
 from daemon.context import Context
 from daemon.errors import CltoolError
+from daemon.monitor import drift_report
 from daemon.report import describe, metrics_of
 from daemon.review import build_review
 from daemon.trigger import should_run
@@ -148,12 +149,17 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
                           on_regression=on_regression, fresh=fresh, regression=regression, new_train=new_train,
                           replay=replay, pending=pending, champion_version=champion.version if champion else None,
                           cycle_id=cycle_id, trigger=trigger, rows_dir=s.rows_dir, continual=cl_report)
+    json_artifacts = {"eval_report": {**summaries, "negative_flip_rate": metrics.get("negative_flip_rate"),
+                                      "decision": decision.to_dict()},
+                      "lineage": lineage, "config": s.model_dump(mode="json"), "cl_metrics": cl_report}
+    # The drift verdicts of the batches this run learned (the reason for it, when drift asked for it).
+    drift = drift_report(ctx, [b.batch_id for b in pending])
+    if drift is not None:
+        json_artifacts["drift_report"] = {"trigger": trigger, **drift}
     version = ctx.registry.log_candidate(
         model_dir=result.model_dir, run_name=cycle_id, params=s.model_dump(mode="json"), metrics=metrics,
         tags=review.tags,
-        json_artifacts={"eval_report": {**summaries, "negative_flip_rate": metrics.get("negative_flip_rate"),
-                                        "decision": decision.to_dict()},
-                        "lineage": lineage, "config": s.model_dump(mode="json"), "cl_metrics": cl_report},
+        json_artifacts=json_artifacts,
         files=review.files, description=describe(decision, summaries, champion.version if champion else None, lineage),
         input_example=fresh["text"].head(2).tolist(), datasets=review.datasets,
     ).version

@@ -1,9 +1,12 @@
 """The long-running daemon: APScheduler 3.x in the foreground, one leader per state.
 
-Jobs: `inbox` (claim and record files), `cycle` (run an update when the trigger says so),
+Jobs: `inbox` (claim and record files), `cycle` (score new batches for drift, then run an update
+when the trigger says so), `monitor` (bring the Prometheus metrics up to date with the event log),
 `heartbeat` (renew the leader lock) and, for the demo, `feed` (drip the next demo file into the
-inbox once the previous one has been learned). SIGINT/SIGTERM stop the scheduler; a running cycle
-stops at its next safe point and leaves its batches pending.
+inbox once the previous one has been learned). /metrics, /healthz and /readyz are served while it
+runs. While the cycle job scores and trains, the inbox job leaves files in the inbox, so that no batch
+is trained on before it is scored. SIGINT/SIGTERM stop the scheduler; a running cycle stops at its
+next safe point and leaves its batches pending.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from daemon import watch
 from daemon.context import Context
 from daemon.cycle import CycleAborted, awaiting_data, maybe_run
 from daemon.locks import DAEMON_LOCK, Locks
+from daemon.monitor import DriftMonitor
+from daemon.telemetry import Telemetry, make_sink
 from daemon.validate import FORMATS
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,12 @@ class Daemon:
         self.idle = threading.Event()
         self.idle.set()
         self.scheduler: BlockingScheduler | None = None
+        self.drift_monitor = DriftMonitor(ctx)
+        # Held by the cycle job from drift scoring until its cycle ends: a batch recorded between the
+        # scoring and the cycle's choice of batches would be trained on without a drift verdict.
+        # The inbox job skips its poll while it is held (files wait in the inbox meanwhile).
+        self.intake = threading.Lock()
+        self.telemetry: Telemetry | None = None
 
     # -- start and stop ------------------------------------------------------------------------
     def start_up(self) -> None:
@@ -57,17 +68,28 @@ class Daemon:
     def run_once(self) -> list:
         """`cltool run --once`: take the inbox, run one cycle if triggered or requested, exit."""
         self.start_up()
+        sink = make_sink(self.ctx)
+        self.drift_monitor.notify = sink.send if sink else None
         try:
             ingested = self.ctx.inbox.take_all()
             self.watch()
+            self.drift()
             result = maybe_run(self.ctx)
             return [ingested, result]
         finally:
+            if sink is not None:
+                sink.close(timeout=self.ctx.settings.observe.webhook_timeout_seconds * 2)
             self.shut_down("run --once finished")
 
     def run_forever(self) -> None:
         self.start_up()
         trigger = self.ctx.settings.trigger
+        telemetry = self.telemetry = Telemetry(self.ctx)
+        self.drift_monitor.notify = telemetry.notify
+        telemetry.refresh()  # counters replayed from the log before the first scrape
+        url = telemetry.start()
+        if url:
+            log.info("metrics: %s/metrics (health: %s/healthz, %s/readyz)", url, url, url)
         scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": trigger.misfire_grace_seconds},
@@ -78,6 +100,8 @@ class Daemon:
         scheduler.add_job(self.poll_inbox, "interval", seconds=trigger.poll_seconds, id="inbox", next_run_time=_now())
         scheduler.add_job(self.cycle, "interval", seconds=max(trigger.poll_seconds, 2.0), id="cycle")
         scheduler.add_job(self.heartbeat, "interval", seconds=LEADER_TTL_SECONDS / 3, id="heartbeat")
+        scheduler.add_job(telemetry.refresh, "interval", seconds=self.ctx.settings.observe.refresh_seconds,
+                          id="monitor")
         if self.demo_feed is not None:
             scheduler.add_job(self.feed_demo, "interval", seconds=trigger.poll_seconds, id="feed", next_run_time=_now())
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -94,6 +118,7 @@ class Daemon:
             self.idle.wait()  # a cycle in flight reaches its next safe point and returns
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            telemetry.stop()
             self.shut_down(why)
 
     def _on_signal(self, signum, _frame) -> None:
@@ -104,10 +129,13 @@ class Daemon:
 
     # -- jobs ----------------------------------------------------------------------------------
     def poll_inbox(self) -> None:
-        if self.ctx.stop.is_set():
-            return
-        for result in self.ctx.inbox.take_all():
-            log.info("ingested %s: %s — %s", result.file, result.status, result.reason)
+        if self.ctx.stop.is_set() or not self.intake.acquire(blocking=False):
+            return  # stopping, or a cycle is choosing/training on its batches: the files wait
+        try:
+            for result in self.ctx.inbox.take_all():
+                log.info("ingested %s: %s — %s", result.file, result.status, result.reason)
+        finally:
+            self.intake.release()
 
     def watch(self) -> None:
         """Probation of a freshly promoted champion; cheap when no batch arrived since the last look."""
@@ -116,13 +144,20 @@ class Daemon:
             if verdict is not None and verdict.action == "rolled_back":
                 log.warning("rolled back v%s to v%s", verdict.champion, verdict.previous)
 
+    def drift(self) -> None:
+        """Score new batches before any cycle trains on them (after training they would be the reference).
+        Each verdict is an event, and so already one log line."""
+        self.drift_monitor.check()
+
     def cycle(self) -> None:
         if self.ctx.stop.is_set():
             return
         self.idle.clear()
         try:
             self.watch()  # before a cycle: a bad champion must not be the parent of the next candidate
-            maybe_run(self.ctx)
+            with self.intake:
+                self.drift()
+                maybe_run(self.ctx)
         except CycleAborted as exc:
             log.warning("%s", exc)
         finally:
@@ -157,9 +192,12 @@ class Daemon:
         if event.code == EVENT_JOB_MISSED:
             log.warning("job %s missed its run at %s (busy or late beyond misfire grace)", event.job_id,
                         event.scheduled_run_time)
+            self.ctx.store.append("job.missed", f"{event.job_id}: late beyond misfire grace", actor=self.ctx.owner,
+                                  payload={"job_id": event.job_id})
         else:
             log.error("job %s failed: %r", event.job_id, event.exception, exc_info=event.exception)
-            self.ctx.store.append("job.failed", f"{event.job_id}: {event.exception!r}", actor=self.ctx.owner)
+            self.ctx.store.append("job.failed", f"{event.job_id}: {event.exception!r}", actor=self.ctx.owner,
+                                  payload={"job_id": event.job_id})
 
 
 def _now() -> datetime:

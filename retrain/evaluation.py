@@ -73,6 +73,43 @@ class Predictor:
                 pred_ids[index] = p.argmax(axis=-1)
         return pred_ids, probs
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Sentence embeddings (n × hidden), in the order of `texts`: see `predict_and_embed`."""
+        return self.predict_and_embed(texts)[2]
+
+    def predict_and_embed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(predicted ids, class probabilities, sentence embeddings) from ONE forward pass.
+
+        The embedding is the encoder's last hidden state mean-pooled over real tokens (padding
+        masked out), as sentence-transformers pools all-MiniLM-L6-v2; drift monitoring needs both
+        the labels and the embeddings of a batch, and a second pass would double its cost.
+        """
+        texts = list(texts)
+        hidden = self.model.config.hidden_size
+        pred_ids = np.empty(len(texts), dtype=np.int64)
+        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        embeddings = np.empty((len(texts), hidden), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                index = order[start : start + self.batch_size]
+                batch = self.tokenizer(
+                    [texts[i] for i in index],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                out = self.model(**batch, output_hidden_states=True)
+                p = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                last = out.hidden_states[-1].float()
+                pooled = (last * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+                probs[index] = p
+                pred_ids[index] = p.argmax(axis=-1)
+                embeddings[index] = pooled.cpu().numpy()
+        return pred_ids, probs, embeddings
+
 
 def _as_ids(values: Sequence[Any] | np.ndarray, labels: list[str], what: str) -> np.ndarray:
     """Label names or ids → ids in `labels` order, naming the first value that does not fit."""

@@ -52,6 +52,15 @@ class Metrics:
                                   ["detector"], registry=r)
         self._live_f1 = Gauge("cltool_live_macro_f1", "Macro-F1 of the champion on recent labelled live data.",
                               registry=r)
+        self._drift_threshold = Gauge("cltool_drift_threshold", "Threshold the latest drift score is compared with.",
+                                      ["detector"], registry=r)
+        self._drift_window = Gauge("cltool_drift_window_drifted",
+                                   "1 when the latest scored batch alone drifted (before hysteresis), else 0.",
+                                   ["detector"], registry=r)
+        self._live_accuracy = Gauge("cltool_live_accuracy", "Accuracy of the champion on the latest labelled batch.",
+                                    registry=r)
+        self._confidence = Gauge("cltool_prediction_mean_confidence",
+                                 "Mean top-class probability of the champion on the latest batch.", registry=r)
         self._champion = Gauge("cltool_champion_info", "1 for the model version that is champion now.",
                                ["version"], registry=r)
         self._cycles = Counter("cltool_cycles", "Retrain cycles finished, by outcome.", ["outcome"], registry=r)
@@ -109,8 +118,21 @@ class Metrics:
         self._drift_score.labels(detector=detector).set(score)
         self._drift_state.labels(detector=detector).set(1 if drifted else 0)
 
+    def drift_window(self, detector: str, score: float, threshold: float, drifted: bool, alert_open: bool) -> None:
+        """One detector's latest batch: its score and threshold, that batch's own verdict, and the alert
+        state after hysteresis (`cltool_drift_state`, what alert rules watch)."""
+        self.drift(detector, score, alert_open)
+        self._drift_threshold.labels(detector=detector).set(threshold)
+        self._drift_window.labels(detector=detector).set(1 if drifted else 0)
+
     def live_macro_f1(self, value: float) -> None:
         self._live_f1.set(value)
+
+    def live_accuracy(self, value: float) -> None:
+        self._live_accuracy.set(value)
+
+    def mean_confidence(self, value: float) -> None:
+        self._confidence.set(value)
 
     def inbox_backlog(self, files: int) -> None:
         self._backlog.set(files)

@@ -43,6 +43,9 @@ def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):
     assert maybe_run(ctx) is None  # nothing new: no cycle
 
     ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(200, start=1000)))
+    from daemon.monitor import DriftMonitor
+
+    DriftMonitor(ctx).check()  # as the daemon does before each cycle: batch b gets its drift verdict
     second = maybe_run(ctx)
     assert second.version == "2" and second.outcome in {"PROMOTE", "REJECT", "WAIT"}
     info = ctx.registry.get_version("2")
@@ -68,7 +71,9 @@ def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):
     assert run.data.params["train.learning_rate"] == "0.002" and "gate.max_forgetting" in run.data.params
     names = {a.path for a in client.list_artifacts(info.run_id)}
     assert {"eval_report.json", "lineage.json", "config.json", "confusion_candidate.png",
-            "confusion_champion.png", "class_recall.png", "accuracy_matrix.png"} <= names
+            "confusion_champion.png", "class_recall.png", "accuracy_matrix.png", "drift_report.json"} <= names
+    drift = json.loads(open(client.download_artifacts(info.run_id, "drift_report.json", str(tmp_path))).read())
+    assert [b["batch_id"] for b in drift["batches"]] == [b.batch_id for b in ctx.store.list_batches()][1:]
     contexts = {d.tags[0].value for d in run.inputs.dataset_inputs}
     assert {"training", "replay", "fresh_test"} <= contexts
     assert info.tags["cltool.batch_checksums"] and info.tags["validation_status"] in {"passed", "failed", "pending"}
