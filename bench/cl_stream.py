@@ -334,6 +334,7 @@ def _plots(out: Path, name: str, summary) -> None:
             ax.plot(steps[known], 100 * matrix[known, column], marker="o", label=strategy)
     for ax, title in zip(axes, ["PhraseBank test", "Twitter valid"]):
         ax.set_title(f"{title}: macro-F1 after each update")
+        ax.set_xticks(range(1, 1 + max(len(m["matrix_mean"]) for m in summary.values())))
         ax.set_xlabel("update (1–3 PhraseBank, 4–6 Twitter)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

@@ -55,23 +55,22 @@ class Predictor:
         texts = list(texts)
         pred_ids = np.empty(len(texts), dtype=np.int64)
         probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        # Longest first: the first batch shows any out-of-memory problem straight away.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
-                batch = self.tokenizer(
-                    [texts[i] for i in index],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
+            for index, batch in self._batches(texts):
                 # float() so softmax runs in float32 even if the model was loaded in bf16.
                 p = torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu().numpy()
                 probs[index] = p
                 pred_ids[index] = p.argmax(axis=-1)
         return pred_ids, probs
+
+    def _batches(self, texts: list[str]):  # noqa: ANN202 (a generator of (positions, tokenized batch))
+        """Tokenized batches of `texts`, longest first (the first batch shows any out-of-memory
+        problem straight away), each with the positions of its texts in `texts`."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield index, self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
+                                        max_length=self.max_length, return_tensors="pt").to(self.device)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Sentence embeddings (n × hidden), in the order of `texts`: see `predict_and_embed`."""
@@ -89,17 +88,8 @@ class Predictor:
         pred_ids = np.empty(len(texts), dtype=np.int64)
         probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         embeddings = np.empty((len(texts), hidden), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
-                batch = self.tokenizer(
-                    [texts[i] for i in index],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
+            for index, batch in self._batches(texts):
                 out = self.model(**batch, output_hidden_states=True)
                 p = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
                 mask = batch["attention_mask"].unsqueeze(-1).float()

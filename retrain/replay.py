@@ -70,8 +70,10 @@ class ClassBalancedReplay(ReplayPolicy):
             logger.warning("replay: %d history rows have labels outside %s; skipped", ignored, labels)
 
         quotas = balanced_quotas({label: len(p) for label, p in positions.items()}, n, rng)
+        weights = self.row_weights(len(history))
         chosen = [
-            rng.choice(positions[label], size=quota, replace=False)
+            rng.choice(positions[label], size=quota, replace=False,
+                       p=None if weights is None else weights[positions[label]] / weights[positions[label]].sum())
             for label, quota in quotas.items()
             if quota > 0
         ]
@@ -80,6 +82,10 @@ class ClassBalancedReplay(ReplayPolicy):
         picked = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
         logger.debug("replay: %s from %d history rows", quotas, len(history))
         return history.iloc[picked]
+
+    def row_weights(self, n_rows: int) -> np.ndarray | None:
+        """Relative chance of each history row inside its class; None = uniform."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "label_column": self.label_column}
@@ -175,7 +181,7 @@ class ReservoirReplay(ReplayPolicy):
                                    f"at most capacity {self.capacity} rows and no more than seen")
 
 
-class RecencyReplay(ReplayPolicy):
+class RecencyReplay(ClassBalancedReplay):
     """Newer rows are likelier: a row's weight halves every `half_life_rows` train rows that arrived after it.
 
     Class quotas are the same water-filling as `ClassBalancedReplay`; within a class, rows are drawn
@@ -188,39 +194,19 @@ class RecencyReplay(ReplayPolicy):
     def __init__(self, half_life_rows: int = 2000, label_column: str = "label") -> None:
         if isinstance(half_life_rows, bool) or not isinstance(half_life_rows, int) or half_life_rows < 1:
             raise ReplayStateError("half_life_rows", half_life_rows, "an integer >= 1")
+        super().__init__(label_column)
         self.half_life_rows = half_life_rows
-        self.label_column = label_column
 
-    def weights(self, n_rows: int) -> np.ndarray:
+    def row_weights(self, n_rows: int) -> np.ndarray:
         age = np.arange(n_rows - 1, -1, -1, dtype=np.float64)  # last row: age 0
         return np.power(0.5, age / self.half_life_rows)
 
-    def sample(self, history: pd.DataFrame, n: int, labels: list[str], seed: int) -> pd.DataFrame:
-        if n <= 0 or history.empty:
-            return history.iloc[0:0]
-        if self.label_column not in history.columns:
-            raise MissingColumnError(self.label_column, list(history.columns))
-        rng = np.random.default_rng(seed)
-        column = history[self.label_column].to_numpy()
-        weights = self.weights(len(history))
-        positions = {label: np.flatnonzero(column == label) for label in labels}
-        quotas = balanced_quotas({label: len(p) for label, p in positions.items()}, n, rng)
-        chosen = []
-        for label, quota in quotas.items():
-            if quota <= 0:
-                continue
-            w = weights[positions[label]]
-            chosen.append(rng.choice(positions[label], size=quota, replace=False, p=w / w.sum()))
-        picked = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
-        return history.iloc[picked]
-
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "half_life_rows": self.half_life_rows, "label_column": self.label_column}
+        return {**super().state_dict(), "half_life_rows": self.half_life_rows}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.half_life_rows = int(state.get("half_life_rows", self.half_life_rows))
-        self.label_column = state.get("label_column", "label")
 
 
 _POLICIES: dict[str, type[ReplayPolicy]] = {

@@ -95,7 +95,7 @@ def test_reservoir_capacity_must_be_a_positive_integer(bad):
 
 # -- recency -----------------------------------------------------------------------------------
 def test_recency_weights_halve_every_half_life():
-    weights = RecencyReplay(half_life_rows=10).weights(31)
+    weights = RecencyReplay(half_life_rows=10).row_weights(31)
     assert weights[-1] == 1.0
     assert weights[-11] == pytest.approx(0.5)
     assert weights[-21] == pytest.approx(0.25)
@@ -122,7 +122,7 @@ def test_recency_is_deterministic_and_round_trips():
     history = stream(500)
     policy = make_replay("recency", half_life_rows=50)
     restored = replay_from_state(json.loads(json.dumps(policy.state_dict())))
-    assert restored.state_dict() == {"policy": "recency", "half_life_rows": 50, "label_column": "label"}
+    assert restored.state_dict() == {"policy": "recency", "label_column": "label", "half_life_rows": 50}
     a = policy.sample(history, 60, LABELS, seed=1)
     assert a.equals(restored.sample(history, 60, LABELS, seed=1))
     assert not a.equals(policy.sample(history, 60, LABELS, seed=2))
