@@ -64,7 +64,11 @@ class ReplaySection(_Section):
         description="How past train rows are sampled: class_balanced (uniform per class over all history), "
                     "reservoir (a bounded buffer, fixed memory) or recency (newer rows likelier).",
     )
-    ratio: float = Field(1.0, ge=0, le=100, description="Replay rows per new train row (0 = no replay).")
+    ratio: float = Field(
+        0.5, ge=0, le=100,
+        description="Replay rows per new train row (0 = no replay); 0.5 keeps an update under half the cost of "
+                    "retraining on everything (bench/results/cl_stream.md).",
+    )
     weight: float = Field(
         1.0, ge=0, le=100, description="Loss weight of a replayed row relative to a new row (1 = equal)."
     )
