@@ -37,7 +37,7 @@ def test_promtool_accepts(promtool, args):
 
 def exposed_names() -> set[str]:
     metrics = Metrics()
-    metrics.drift("psi", 0.0, False)  # labelled series without pre-created labels appear once used
+    metrics.drift_window("psi", 0.0, 0.1, False, False)  # labelled series without pre-created labels appear once used
     metrics.champion(1)
     metrics.job_error("j")
     metrics.job_misfire("j")
