@@ -183,13 +183,12 @@ def run_strategy(strategy: str, seed: int, batches, tests, s: Settings, first: d
                 _, probs = Predictor(model_dir, max_length=s.max_length).predict(replay["text"].tolist())
                 replay = replay.assign(teacher_probs=list(probs))
             train_rows = pd.concat([new_train.assign(weight=1.0), replay], ignore_index=True)
-            past_val = _split(past, "val")
-            val = pd.concat([_split(new, "val"), past_val.sample(min(len(past_val), max(len(_split(new, "val")), 50))
-                                                                 if len(_split(new, "val")) else 0,
-                                                                 random_state=seed)], ignore_index=True)
-            run.replay_rows.append(len(replay))
-        if strategy == "joint":
-            run.replay_rows.append(0)
+            # As the daemon does: the new batch's val rows plus as many past ones (at least 50), when
+            # there is a val split at all (--val-share > 0).
+            new_val, past_val = _split(new, "val"), _split(past, "val")
+            n_past = min(len(past_val), max(len(new_val), 50)) if len(new_val) else 0
+            val = pd.concat([new_val, past_val.sample(n_past, random_state=seed)], ignore_index=True)
+        run.replay_rows.append(len(train_rows) - len(new_train) if strategy != "joint" else 0)
         if strategy == "joint" and not s.joint_every_update and not _domain_ends(batches, update):
             # Retraining from scratch here costs exactly rows × epochs (fixed epochs, no early
             # stopping); only its scores are skipped, to keep the benchmark inside its time budget.
@@ -407,6 +406,10 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     for name in ("learning_rate", "replay_ratio", "replay_weight", "distill_alpha"):
         p.add_argument("--" + name.replace("_", "-"), type=float)
     args = p.parse_args(argv)
+    for needed in ("financial_phrasebank/Sentences_50Agree.txt", "twitter_financial_news_sentiment/sent_train.csv",
+                   "twitter_financial_news_sentiment/sent_valid.csv"):
+        if not (args.data / needed).is_file():
+            p.error(f"--data {args.data}: {needed} not found (expected the shared data folder)")
     s = Settings()
     if args.quick:
         s = Settings(epochs=2, batch_rows=50, test_rows=100, seeds=[13], strategies=["naive", "class_balanced", "joint"],

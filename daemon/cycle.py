@@ -19,7 +19,7 @@ from daemon.errors import CltoolError
 from daemon.monitor import drift_report
 from daemon.report import describe, metrics_of
 from daemon.review import build_review
-from daemon.trigger import should_run
+from daemon.trigger import open_request, should_run
 from registry.errors import RegistryError
 from registry.gate import Decision, GatePolicy, decide
 from retrain.evaluation import Predictor
@@ -48,11 +48,7 @@ class CycleResult:
 
 
 def requested_by(ctx: Context) -> str | None:
-    request = ctx.store.last_event("retrain.requested")
-    started = ctx.store.last_event("cycle.started")
-    if request is not None and (started is None or started.id < request.id):
-        return request.actor
-    return None
+    return open_request(ctx.store)
 
 
 def awaiting_data(ctx: Context) -> bool:

@@ -29,6 +29,7 @@ from daemon.context import Context
 from daemon.drift import Hysteresis, severity
 from daemon.drift.suite import DriftSuite, Outputs, SuiteConfig, model_outputs
 from daemon.store import Batch, Event
+from daemon.trigger import open_request
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class DriftMonitor:
                              "at": event.at.isoformat(),
                              "text": f"{icon} cltool drift alert {'OPENED' if kind == OPENED else 'closed'} "
                                      f"[{fields['severity']}]: {reason}. Details: `cltool drift`."})
-        if opened and s.drift.trigger_retrain and not _retrain_waiting(self.ctx):
+        if opened and s.drift.trigger_retrain and open_request(self.ctx.store) is None:
             store.append("retrain.requested", f"drift alert opened: {', '.join(opened)} on batch {batch.batch_id}",
                          batch_id=batch.batch_id, actor=DRIFT_ACTOR)
 
@@ -233,13 +234,6 @@ def drift_report(ctx: Context, batch_ids: list[str]) -> dict[str, Any] | None:
         "alerts": [{"event": e.type, "batch_id": e.batch_id, "at": e.at.isoformat(), "reason": e.reason, **e.payload}
                    for e in found if e.type in (OPENED, CLOSED)],
     }
-
-
-def _retrain_waiting(ctx: Context) -> bool:
-    """A retrain request no cycle has started on yet (the same rule as daemon.cycle.requested_by)."""
-    request = ctx.store.last_event("retrain.requested")
-    started = ctx.store.last_event("cycle.started")
-    return request is not None and (started is None or started.id < request.id)
 
 
 def _sample(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:

@@ -15,6 +15,9 @@ from daemon.errors import PromotionRefused
 from daemon.locks import ALIAS_LOCK, Locks
 from daemon.store import Event, StateStore
 
+# The actor of rollbacks made by the post-promotion watch (daemon/watch.py); metrics tell them apart.
+AUTO_ROLLBACK_ACTOR = "daemon:auto-rollback"
+
 log = logging.getLogger(__name__)
 
 INTENT_TYPES = ("promotion", "rollback", "challenger")

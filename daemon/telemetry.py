@@ -16,11 +16,11 @@ from daemon.context import Context
 from daemon.monitor import SCORED
 from daemon.observe import HealthServer, Metrics, WebhookSink
 from daemon.observe.metrics import SUCCESSFUL_OUTCOMES
+from daemon.promotion import AUTO_ROLLBACK_ACTOR
 from daemon.store import Event
 
 log = logging.getLogger(__name__)
 
-AUTO_ROLLBACK_ACTOR = "daemon:auto-rollback"  # daemon.watch.AUTO_ACTOR, without importing torch
 COUNTED = ("cycle.finished", "cycle.failed", "cycle.aborted", "promotion", "rollback", "alias.synced",
            "job.failed", "job.missed", "ingest.quarantined", SCORED)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from daemon.config import TriggerSection
-from daemon.store import Batch
+from daemon.store import Batch, StateStore
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,14 @@ def should_run(pending: list[Batch], *, requested_by: str | None, last_cycle_at:
             return TriggerVerdict(True, f"{new_rows} new train rows waited {waited:.0f}s >= "
                                         f"trigger.interval_seconds {policy.interval_seconds}")
     return TriggerVerdict(False, f"{new_rows} new train rows < trigger.min_new_rows {policy.min_new_rows}")
+
+
+def open_request(store: StateStore) -> str | None:
+    """Who asked for the retrain that no cycle has started on yet (`retrain.requested` after the last
+    `cycle.started`), or None. One rule for the cycle job and for the drift monitor, which must not
+    stack a second request on one still waiting."""
+    request = store.last_event("retrain.requested")
+    started = store.last_event("cycle.started")
+    if request is not None and (started is None or started.id < request.id):
+        return request.actor
+    return None

@@ -16,13 +16,13 @@ from typing import Any
 
 from daemon import evidence
 from daemon.context import Context
+from daemon.promotion import AUTO_ROLLBACK_ACTOR
 from daemon.store import Event
 from registry.bootstrap import paired_gain
 from retrain.evaluation import Predictor
 
 log = logging.getLogger(__name__)
 
-AUTO_ACTOR = "daemon:auto-rollback"
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def check(ctx: Context) -> WatchVerdict | None:
     if strikes >= watch.strikes:
         reason = (f"automatic rollback: v{champion} scored significantly worse than v{previous} on "
                   f"{len(truth)} rows labeled since its promotion, {strikes} checks in a row ({_describe(verdict)})")
-        ctx.keeper.rollback(reason, actor=AUTO_ACTOR, to=previous)
+        ctx.keeper.rollback(reason, actor=AUTO_ROLLBACK_ACTOR, to=previous)
         ctx.registry.set_tags(champion, {"cltool.auto_rolled_back": "true"})
         return WatchVerdict(champion, previous, len(truth), gain, low, high, strikes, "rolled_back")
     if len(truth) >= watch.max_rows:

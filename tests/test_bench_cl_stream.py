@@ -12,6 +12,14 @@ def batches(domains: list[str]) -> list[pd.DataFrame]:
     return [pd.DataFrame({"text": ["t"], "label": ["neutral"], "domain": [d]}) for d in domains]
 
 
+def fake_data(root):
+    for name in ("financial_phrasebank/Sentences_50Agree.txt", "twitter_financial_news_sentiment/sent_train.csv",
+                 "twitter_financial_news_sentiment/sent_valid.csv"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+    return root
+
+
 STREAM = batches(["phrasebank"] * 3 + ["twitter"] * 3)
 
 
@@ -38,8 +46,16 @@ def test_summary_forgetting_bwt_and_cost():
     assert summary["joint"]["matrix_mean"][1] == [None, None]
 
 
-def test_quick_mode_is_small_and_flags_override_it():
-    _, quick = parse(["--quick"])
+def test_quick_mode_is_small_and_flags_override_it(tmp_path):
+    DATA = fake_data(tmp_path)
+    _, quick = parse(["--quick", "--data", str(DATA)])
     assert quick.batch_rows == 50 and quick.seeds == [13] and len(quick.strategies) == 3
-    _, custom = parse(["--quick", "--seeds", "1", "2", "--epochs", "5"])
+    _, custom = parse(["--quick", "--data", str(DATA), "--seeds", "1", "2", "--epochs", "5"])
     assert custom.seeds == [1, 2] and custom.epochs == 5
+
+
+def test_a_missing_data_folder_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        parse(["--data", str(tmp_path / "nowhere")])
+    assert caught.value.code == 2
+    assert "Sentences_50Agree.txt not found" in capsys.readouterr().err

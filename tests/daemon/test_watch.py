@@ -53,7 +53,7 @@ def test_planted_bad_champion_is_rolled_back_with_hysteresis(ctx, tmp_path):
     assert second.action == "rolled_back" and second.strikes == 2
     assert ctx.keeper.alias_version("champion") == "1"
     rollback = ctx.store.last_event("rollback")
-    assert rollback.actor == watch.AUTO_ACTOR and "significantly worse" in rollback.reason
+    assert rollback.actor == watch.AUTO_ROLLBACK_ACTOR and "significantly worse" in rollback.reason
     assert ctx.registry.get_version(bad).tags["cltool.auto_rolled_back"] == "true"
     assert watch.probation(ctx) is None  # a rollback opens no probation: no flapping back
 
