@@ -48,6 +48,11 @@ class TrainSection(_Section):
     class_weighting: bool = Field(
         True, description="Weight the loss by inverse class frequency (neutral news must not swamp the rest)."
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 mixed precision on a GPU that supports it, fp32 on CPU; bf16: mixed precision on "
+                    "CPU too (about 2x faster on CPUs with AVX512-BF16/AMX, slower without).",
+    )
     lora_rank: int = Field(
         0, ge=0, le=256, description="Train LoRA adapters of this rank (peft) and merge them; 0 = full fine-tuning."
     )

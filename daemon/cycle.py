@@ -278,7 +278,8 @@ def _train_config(s) -> TrainConfig:
                        seed=s.train.seed, max_length=s.model.max_length, weight_decay=s.train.weight_decay,
                        early_stopping_patience=s.train.early_stopping_patience,
                        device=None if s.train.device == "auto" else s.train.device,
-                       class_weighting=s.train.class_weighting, lora_rank=s.train.lora_rank,
+                       class_weighting=s.train.class_weighting, precision=s.train.precision,
+                       lora_rank=s.train.lora_rank,
                        distill_alpha=s.train.distill_alpha, distill_temperature=s.train.distill_temperature)
 
 

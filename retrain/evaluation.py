@@ -35,8 +35,12 @@ class Predictor:
         device: str | None = None,
         batch_size: int = 64,
         max_length: int = 64,
+        bf16: bool = False,
     ) -> None:
+        """`bf16`: run the forward passes under bf16 autocast (faster on CPUs with AVX512-BF16/AMX and
+        on GPUs; scores can differ from fp32 in the last digits)."""
         self.model_dir = Path(model_dir)
+        self.bf16 = bf16
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.max_length = max_length
@@ -55,13 +59,16 @@ class Predictor:
         texts = list(texts)
         pred_ids = np.empty(len(texts), dtype=np.int64)
         probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             for index, batch in self._batches(texts):
                 # float() so softmax runs in float32 even if the model was loaded in bf16.
                 p = torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu().numpy()
                 probs[index] = p
                 pred_ids[index] = p.argmax(axis=-1)
         return pred_ids, probs
+
+    def _autocast(self):  # noqa: ANN202 (a context manager)
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16)
 
     def _batches(self, texts: list[str]):  # noqa: ANN202 (a generator of (positions, tokenized batch))
         """Tokenized batches of `texts`, longest first (the first batch shows any out-of-memory
@@ -88,7 +95,7 @@ class Predictor:
         pred_ids = np.empty(len(texts), dtype=np.int64)
         probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         embeddings = np.empty((len(texts), hidden), dtype=np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             for index, batch in self._batches(texts):
                 out = self.model(**batch, output_hidden_states=True)
                 p = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 # Scratch folder for Trainer checkpoints inside out_dir; removed when fine_tune returns.
 CHECKPOINTS = "checkpoints"
+PRECISIONS = ("auto", "fp32", "bf16")
 MODEL = "model"
 
 
@@ -84,6 +85,12 @@ class TrainConfig:
     distill_temperature: float = field(
         default=2.0, metadata={"help": "Softmax temperature of the distillation term (> 0)."}
     )
+    precision: str = field(
+        default="auto",
+        metadata={"help": '"auto" (bf16 mixed precision on a GPU that supports it, else fp32), "fp32", or '
+                          '"bf16" (mixed precision on CPU too: about 2x faster on CPUs with AVX512-BF16/AMX, '
+                          'slower on CPUs without).'},
+    )
     lora_rank: int = field(
         default=0,
         metadata={"help": "Train LoRA adapters of this rank on query/value (through peft) and merge them "
@@ -102,6 +109,8 @@ class TrainConfig:
         _check_float("distill_alpha", self.distill_alpha, 0.0, 100.0, "[0, 100]")
         _check_float("distill_temperature", self.distill_temperature, 0.0, 100.0, "(0, 100]", low_open=True)
         _check_int("lora_rank", self.lora_rank, 0)
+        if self.precision not in PRECISIONS:
+            raise InvalidConfigError("precision", self.precision, " or ".join(f'"{p}"' for p in PRECISIONS))
         if self.device not in (None, "cpu", "cuda"):
             raise InvalidConfigError("device", self.device, '"cpu", "cuda" or None (auto)')
 
@@ -253,9 +262,16 @@ def training_arguments(
         report_to="none",
         disable_tqdm=not progress,
         use_cpu=device == "cpu",
-        bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(),
+        bf16=use_bf16(config.precision, device),
         dataloader_pin_memory=device != "cpu",
     )
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    """Whether a run in `precision` on `device` trains in bf16 mixed precision (fp32 master weights)."""
+    if precision == "auto":
+        return device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
 
 
 def _val_macro_f1(num_labels: int):

@@ -46,12 +46,33 @@ def test_summary_forgetting_bwt_and_cost():
     assert summary["joint"]["matrix_mean"][1] == [None, None]
 
 
+def test_forgetting_compares_the_same_two_cells_for_every_strategy():
+    # A noisy peak after the PhraseBank phase (0.83 at update 4) must not count as forgetting: the
+    # max-over-rows form would, and it would penalise strategies that are scored more often than joint.
+    pb = [0.60, 0.70, 0.80, 0.83, 0.79, 0.78]
+    tw = [None, None, 0.50, 0.60, 0.65, 0.70]
+    run = Run("replay", 13, [[p, t] for p, t in zip(pb, tw)], [100] * 6, [1.0] * 6, [0] * 6)
+    summary = summarise([run], STREAM)["replay"]
+    assert summary["phrasebank_forgetting"]["mean"] == pytest.approx(0.80 - 0.78)
+    assert summary["phrasebank_forgetting_max"]["mean"] == pytest.approx(0.83 - 0.78)
+
+
 def test_quick_mode_is_small_and_flags_override_it(tmp_path):
     DATA = fake_data(tmp_path)
     _, quick = parse(["--quick", "--data", str(DATA)])
     assert quick.batch_rows == 50 and quick.seeds == [13] and len(quick.strategies) == 3
     _, custom = parse(["--quick", "--data", str(DATA), "--seeds", "1", "2", "--epochs", "5"])
     assert custom.seeds == [1, 2] and custom.epochs == 5
+
+
+def test_full_mode_defaults_bound_the_reservoir_and_flags_reach_the_settings(tmp_path):
+    DATA = fake_data(tmp_path)
+    _, full = parse(["--data", str(DATA)])
+    assert len(full.strategies) == 7 and full.seeds == [13, 14, 15]
+    stream_rows = (full.pb_batches + full.tw_batches) * full.batch_rows
+    assert full.reservoir_capacity < stream_rows  # a reservoir that never fills would just be class_balanced
+    _, exact = parse(["--data", str(DATA), "--precision", "fp32", "--lora-learning-rate", "5e-4"])
+    assert exact.precision == "fp32" and exact.lora_learning_rate == 5e-4
 
 
 def test_a_missing_data_folder_is_named(tmp_path, capsys):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from retrain.data import to_dataset
+from retrain.evaluation import Predictor
 from retrain.modeling import load_for_training
-from retrain.train import TrainConfig, class_weights, continual_loss, fine_tune
+from retrain.train import TrainConfig, class_weights, continual_loss, fine_tune, training_arguments, use_bf16
 from retrain.errors import InvalidConfigError, LabelMismatchError
 
 LOGITS = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [1.0, 1.0, 1.0]])
@@ -71,7 +73,8 @@ def test_teacher_and_weight_columns_reach_the_dataset(tiny_model_dir, labels):
         to_dataset(rows.assign(teacher_probs=[None, [0.5, 0.5]]), tokenizer, labels, 16)
 
 
-@pytest.mark.parametrize("field,value", [("distill_alpha", -1.0), ("distill_temperature", 0.0), ("lora_rank", -2)])
+@pytest.mark.parametrize("field,value", [("distill_alpha", -1.0), ("distill_temperature", 0.0), ("lora_rank", -2),
+                                         ("precision", "fp16")])
 def test_new_train_settings_are_checked(field, value):
     with pytest.raises(InvalidConfigError, match=field):
         TrainConfig(**{field: value})
@@ -89,6 +92,25 @@ def test_weighted_distilled_lora_update_trains_and_saves_a_plain_model(tiny_mode
     changed = [k for k in before if k in saved and not torch.equal(before[k], saved[k])]
     # Only query/value (through the merged adapters) and the classifier move under LoRA.
     assert changed and all(("query" in k or "value" in k or "classifier" in k) for k in changed), changed
+
+
+@pytest.mark.parametrize("precision,device,bf16", [("auto", "cpu", False), ("fp32", "cpu", False),
+                                                  ("bf16", "cpu", True), ("fp32", "cuda", False)])
+def test_precision_decides_mixed_precision(precision, device, bf16):
+    assert use_bf16(precision, device) is bf16
+
+
+def test_bf16_training_and_scoring_run_on_cpu(tiny_model_dir, labels, train_rows, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=8, device="cpu", precision="bf16", early_stopping_patience=0)
+    assert training_arguments(config, tmp_path, "cpu", has_val=False).bf16
+    result = fine_tune(tiny_model_dir, train_rows, None, labels, tmp_path, config)
+    saved = load_file(result.model_dir / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in saved.values()), "mixed precision keeps fp32 weights"
+    texts = train_rows["text"].tolist()
+    ids16, probs16 = Predictor(result.model_dir, device="cpu", bf16=True).predict(texts)
+    ids32, probs32 = Predictor(result.model_dir, device="cpu").predict(texts)
+    assert np.allclose(probs16.sum(axis=1), 1.0, atol=1e-3)
+    assert np.abs(probs16 - probs32).max() < 0.05  # bf16 keeps ~3 significant digits
 
 
 # -- class-incremental: the head grows ----------------------------------------------------------
