@@ -80,3 +80,14 @@ def test_a_missing_data_folder_is_named(tmp_path, capsys):
         parse(["--data", str(tmp_path / "nowhere")])
     assert caught.value.code == 2
     assert "Sentences_50Agree.txt not found" in capsys.readouterr().err
+
+
+def test_the_full_mode_measures_the_daemons_default_inside_the_cost_target(tmp_path):
+    from daemon.config import ReplaySection
+
+    _, full = parse(["--data", str(fake_data(tmp_path))])
+    assert full.replay_ratio == ReplaySection().ratio  # the table's class_balanced row is the default config
+    updates = full.pb_batches + full.tw_batches
+    replay_cost = 1 + (updates - 1) * (1 + full.replay_ratio)  # in batches × epochs; update 1 has no past
+    joint_cost = sum(range(1, updates + 1))  # joint retrains on everything at every update
+    assert replay_cost / joint_cost <= 0.5
