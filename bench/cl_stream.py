@@ -71,7 +71,7 @@ class Settings:
     pb_batches: int = 3
     tw_batches: int = 3
     batch_rows: int = 250  # 0 = all PhraseBank train rows in pb_batches; Twitter batches the same size
-    test_rows: int = 1000  # per domain, stratified; 0 = the whole test sets (PhraseBank's 20 % has 969)
+    test_rows: int = 0  # 0 = the whole test sets (969 PhraseBank rows, 2,388 Twitter rows); N = N stratified rows
     val_share: float = 0.0  # > 0: hold out a share of each batch and early-stop on it (patience 1)
     joint_every_update: bool = False  # False: joint is trained after the last batch of each domain only
     seeds: list[int] = field(default_factory=lambda: [13, 14, 15])

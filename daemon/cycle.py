@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -59,8 +60,8 @@ def awaiting_data(ctx: Context) -> bool:
             and not ctx.store.events(types=["ingest.accepted"], after_id=decided.id))
 
 
-def maybe_run(ctx: Context) -> CycleResult | None:
-    """The scheduler's cycle job: run when the trigger policy says so."""
+def maybe_run(ctx: Context, before_training: Callable[[], object] | None = None) -> CycleResult | None:
+    """The scheduler's cycle job: run when the trigger policy says so (`before_training`: see run_cycle)."""
     pending = ctx.store.list_batches(pending=True)
     last = ctx.store.last_event("cycle.finished")
     requester = requested_by(ctx)
@@ -72,12 +73,17 @@ def maybe_run(ctx: Context) -> CycleResult | None:
     if not verdict.run:
         log.debug("no cycle: %s", verdict.reason)
         return None
-    return run_cycle(ctx, verdict.reason)
+    return run_cycle(ctx, verdict.reason, before_training)
 
 
-def run_cycle(ctx: Context, trigger: str) -> CycleResult:
+def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] | None = None) -> CycleResult:
+    """One cycle over the pending batches. `before_training` runs once they are chosen: the daemon
+    scores drift there, so a batch recorded (say by `cltool ingest`) after its last drift pass is
+    still scored before it is learned."""
     s, store = ctx.settings, ctx.store
     pending = store.list_batches(pending=True)
+    if before_training is not None:
+        before_training()
     cycle_id = f"c{ctx.clock().strftime('%Y%m%dT%H%M%S%f')}"
     store.append("cycle.started", trigger, payload={"cycle_id": cycle_id, "batches": [b.batch_id for b in pending]})
     new = evidence.load_rows(s.rows_dir, pending)

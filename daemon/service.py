@@ -74,7 +74,7 @@ class Daemon:
             ingested = self.ctx.inbox.take_all()
             self.watch()
             self.drift()
-            result = maybe_run(self.ctx)
+            result = maybe_run(self.ctx, before_training=self.drift)
             return [ingested, result]
         finally:
             if sink is not None:
@@ -156,8 +156,8 @@ class Daemon:
         try:
             self.watch()  # before a cycle: a bad champion must not be the parent of the next candidate
             with self.intake:
-                self.drift()
-                maybe_run(self.ctx)
+                self.drift()  # first, so that an alert it opens can request this very cycle
+                maybe_run(self.ctx, before_training=self.drift)
         except CycleAborted as exc:
             log.warning("%s", exc)
         finally:

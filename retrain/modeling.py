@@ -93,6 +93,21 @@ def quiet_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def _no_load_report() -> Iterator[None]:
+    """Mute transformers 5's "LOAD REPORT" warning (a table on stderr) while a fresh head is built.
+
+    The logger's level is process-wide, so it is restored afterwards.
+    """
+    report_logger = hf_logging.get_logger("transformers.modeling_utils")
+    level = report_logger.level
+    report_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        report_logger.setLevel(level)
+
+
 def load_for_training(
     source: str | Path, labels: list[str]
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -122,12 +137,13 @@ def load_for_training(
             if existing is not None:
                 model = AutoModelForSequenceClassification.from_pretrained(source)
             else:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    source,
-                    num_labels=len(labels),
-                    id2label=dict(enumerate(labels)),
-                    label2id={label: i for i, label in enumerate(labels)},
-                )
+                with _no_load_report():  # it lists the new head as MISSING, which is the point here
+                    model = AutoModelForSequenceClassification.from_pretrained(
+                        source,
+                        num_labels=len(labels),
+                        id2label=dict(enumerate(labels)),
+                        label2id={label: i for i, label in enumerate(labels)},
+                    )
             tokenizer = AutoTokenizer.from_pretrained(source)
         except OSError as exc:
             raise ModelSourceError(source, f"{type(exc).__name__}: {exc}") from exc

@@ -178,3 +178,24 @@ def test_the_daemon_scores_a_batch_before_a_cycle_takes_it_and_holds_the_inbox_m
     verdict = ctx.store.last_event(SKIPPED)
     started = ctx.store.last_event("cycle.started")
     assert verdict.batch_id == batch.batch_id and started is not None and verdict.id < started.id
+
+
+def test_a_batch_recorded_after_the_drift_pass_is_still_scored_before_the_cycle_learns_it(ctx, tmp_path):
+    daemon = Daemon(ctx)
+    first = ingest(ctx, tmp_path, "a.csv", rows(60, 0))
+    ctx.store.append("retrain.requested", "go", actor="test")
+    check = daemon.drift_monitor.check
+    late: list[str] = []
+
+    def check_then_a_cli_ingest_lands():
+        verdicts = check()
+        if not late:  # `cltool ingest` in another process, right after the daemon's drift pass
+            late.append(ingest(ctx, tmp_path, "b.csv", rows(60, 500)))
+        return verdicts
+
+    daemon.drift_monitor.check = check_then_a_cli_ingest_lands
+    daemon.cycle()
+    started = ctx.store.last_event("cycle.started")
+    assert started is not None and set(started.payload["batches"]) == {first, late[0]}
+    verdicts = {e.batch_id: e.id for e in ctx.store.events(types=[SCORED, SKIPPED])}
+    assert all(verdicts[b] < started.id for b in (first, late[0])), "a batch was learned before its verdict"

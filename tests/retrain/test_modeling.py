@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,17 @@ def test_packaged_minilm_gets_a_three_label_head_and_continues_from_it(
     train_rows, labels, tmp_path
 ):
     base = resolve_base(PACKAGED_BASE)
-    model, tokenizer = load_for_training(base, labels)
+    # transformers 5 would log a "LOAD REPORT" table listing the new head as MISSING (to stderr).
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    report_logger.addHandler(handler)
+    try:
+        model, tokenizer = load_for_training(base, labels)
+    finally:
+        report_logger.removeHandler(handler)
+    assert not [r for r in records if "LOAD REPORT" in r.getMessage()]
     assert model.classifier.out_features == 3
     assert model.config.id2label == dict(enumerate(labels))
     assert model.config.hidden_size == 384 and model.num_parameters() > 20_000_000
