@@ -148,7 +148,7 @@ def train_config(s: Settings, seed: int, strategy: str) -> TrainConfig:
 
 
 def evaluate(model_dir: Path, tests: dict[str, pd.DataFrame], s: Settings, domains: list[str]) -> list[float | None]:
-    predictor = Predictor(model_dir, max_length=s.max_length, bf16=s.precision == "bf16")
+    predictor = _predictor(model_dir, s)
     cells: list[float | None] = []
     for domain in DOMAINS:
         if domain not in domains:
@@ -157,6 +157,11 @@ def evaluate(model_dir: Path, tests: dict[str, pd.DataFrame], s: Settings, domai
         ids, _ = predictor.predict(tests[domain]["text"].tolist())
         cells.append(score(tests[domain]["label"].tolist(), [predictor.labels[i] for i in ids], LABELS)["macro_f1"])
     return cells
+
+
+def _predictor(model_dir: Path, s: Settings) -> Predictor:
+    """Scoring in the benchmark uses the same arithmetic as its training (--precision)."""
+    return Predictor(model_dir, max_length=s.max_length, bf16=s.precision == "bf16")
 
 
 def domains_to_score(batches: list[pd.DataFrame], update: int) -> list[str]:
@@ -187,8 +192,7 @@ def run_strategy(strategy: str, seed: int, batches, tests, s: Settings, first: d
             replay = policy.sample(past_train, n_replay, LABELS, seed + update) if n_replay else past_train.iloc[:0]
             replay = replay.assign(weight=s.replay_weight)
             if strategy == "distill" and len(replay):
-                _, probs = Predictor(model_dir, max_length=s.max_length,
-                                     bf16=s.precision == "bf16").predict(replay["text"].tolist())
+                _, probs = _predictor(model_dir, s).predict(replay["text"].tolist())
                 replay = replay.assign(teacher_probs=list(probs))
             train_rows = pd.concat([new_train.assign(weight=1.0), replay], ignore_index=True)
             # As the daemon does: the new batch's val rows plus as many past ones (at least 50), when
