@@ -59,7 +59,7 @@ class Settings:
     epochs: int = 2
     batch_size: int = 16
     learning_rate: float = 2e-4
-    max_length: int = 64
+    max_length: int = 128  # the daemon's default model.max_length
     precision: str = "bf16"  # mixed precision for training and scoring; "fp32" is about 1.7x slower on CPU
     replay_ratio: float = 0.9  # the daemon's default replay.ratio: (1 + 5 x 1.9) / 21 = 50 % of joint's samples
     replay_weight: float = 1.0
@@ -68,6 +68,7 @@ class Settings:
     lora_rank: int = 8
     lora_learning_rate: float = 1e-3  # adapters need a larger step than full fine-tuning
     distill_alpha: float = 1.0
+    class_weighting: bool = True  # the daemon's default: inverse class frequency weights in the loss
     pb_batches: int = 3
     tw_batches: int = 3
     batch_rows: int = 250  # 0 = all PhraseBank train rows in pb_batches; Twitter batches the same size
@@ -142,7 +143,7 @@ def train_config(s: Settings, seed: int, strategy: str) -> TrainConfig:
     lr = s.lora_learning_rate if strategy == "lora" else s.learning_rate
     return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, learning_rate=lr, seed=seed,
                        max_length=s.max_length, early_stopping_patience=1 if s.val_share > 0 else 0,
-                       precision=s.precision,
+                       precision=s.precision, class_weighting=s.class_weighting,
                        lora_rank=s.lora_rank if strategy == "lora" else 0,
                        distill_alpha=s.distill_alpha if strategy == "distill" else 0.0)
 
@@ -307,7 +308,7 @@ def write_report(out: Path, name: str, summary, runs, s: Settings, command: str,
         f"({'early stopping on a ' + format(s.val_share, '.0%') + ' val split' if s.val_share else 'fixed, no early stopping'}), "
         f"lr {s.learning_rate} (LoRA: {s.lora_learning_rate}, rank {s.lora_rank}), {s.precision}, "
         f"batch {s.batch_size}, max_length {s.max_length}, replay ratio {s.replay_ratio}, "
-        f"replay weight {s.replay_weight}.", "",
+        f"replay weight {s.replay_weight}, class weighting {'on' if s.class_weighting else 'off'}.", "",
         "Macro-F1 in points, mean ± sd over seeds. PB forgetting = PhraseBank score after its last batch "
         "minus the final one (after the Twitter updates). Samples = train rows × epochs run, summed over "
         "the updates (joint retrains from the base model at every update).", "",
@@ -385,7 +386,8 @@ def machine() -> str:
         pass
     import torch
 
-    return (f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    gpu = f"GPU {torch.cuda.get_device_name(0)}, " if torch.cuda.is_available() else ""
+    return (f"{gpu}{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"Python {platform.python_version()}, commit {_commit()}{'' if _clean() else ' (with local changes)'}")
 
 
@@ -419,6 +421,8 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     p.add_argument("--joint-every-update", action="store_true", help="score joint after every update, not only "
                    "after each domain's last batch (its cost is counted either way)")
     p.add_argument("--strategies", nargs="+", choices=STRATEGIES)
+    p.add_argument("--no-class-weighting", dest="class_weighting", action="store_false", default=None,
+                   help="plain cross-entropy instead of the daemon's inverse-class-frequency weights")
     for name in ("epochs", "batch_rows", "test_rows", "max_length", "lora_rank", "reservoir_capacity",
                  "half_life_rows", "pb_batches", "tw_batches"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
@@ -440,7 +444,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
                  "max_length", "lora_rank",
                  "reservoir_capacity", "half_life_rows", "learning_rate", "lora_learning_rate", "precision",
                  "replay_ratio", "replay_weight",
-                 "distill_alpha"):
+                 "distill_alpha", "class_weighting"):
         if getattr(args, name) is not None:
             setattr(s, name, getattr(args, name))
     return args, s

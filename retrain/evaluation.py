@@ -34,7 +34,7 @@ class Predictor:
         model_dir: str | Path,
         device: str | None = None,
         batch_size: int = 64,
-        max_length: int = 64,
+        max_length: int = 128,
         bf16: bool = False,
     ) -> None:
         """`bf16`: run the forward passes under bf16 autocast (faster on CPUs with AVX512-BF16/AMX and

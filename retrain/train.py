@@ -57,7 +57,7 @@ class TrainConfig:
         default=13, metadata={"help": "Seeds head init, shuffling and dropout (>= 0)."}
     )
     max_length: int = field(
-        default=64, metadata={"help": "Tokens kept per text, [CLS]/[SEP] included (>= 2)."}
+        default=128, metadata={"help": "Tokens kept per text, [CLS]/[SEP] included (>= 2)."}
     )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay, in [0, 1)."})
     warmup_ratio: float = field(

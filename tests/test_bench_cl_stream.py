@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.cl_stream import Run, _domain_ends, domains_to_score, parse, summarise
+from bench.cl_stream import Run, _domain_ends, domains_to_score, parse, summarise, train_config
 
 
 def batches(domains: list[str]) -> list[pd.DataFrame]:
@@ -73,6 +73,10 @@ def test_full_mode_defaults_bound_the_reservoir_and_flags_reach_the_settings(tmp
     assert full.reservoir_capacity < stream_rows  # a reservoir that never fills would just be class_balanced
     _, exact = parse(["--data", str(DATA), "--precision", "fp32", "--lora-learning-rate", "5e-4"])
     assert exact.precision == "fp32" and exact.lora_learning_rate == 5e-4
+    _, plain = parse(["--data", str(DATA), "--no-class-weighting"])
+    assert plain.class_weighting is False
+    assert train_config(plain, 13, "naive").class_weighting is False
+    assert train_config(full, 13, "naive").class_weighting is True
 
 
 def test_a_missing_data_folder_is_named(tmp_path, capsys):
@@ -83,10 +87,13 @@ def test_a_missing_data_folder_is_named(tmp_path, capsys):
 
 
 def test_the_full_mode_measures_the_daemons_default_inside_the_cost_target(tmp_path):
-    from daemon.config import ReplaySection
+    from daemon.config import ModelSection, ReplaySection, TrainSection
 
     _, full = parse(["--data", str(fake_data(tmp_path))])
-    assert full.replay_ratio == ReplaySection().ratio  # the table's class_balanced row is the default config
+    # The table's class_balanced row is the daemon's default configuration.
+    assert full.replay_ratio == ReplaySection().ratio
+    assert full.max_length == ModelSection().max_length
+    assert full.class_weighting == TrainSection().class_weighting
     updates = full.pb_batches + full.tw_batches
     replay_cost = 1 + (updates - 1) * (1 + full.replay_ratio)  # in batches × epochs; update 1 has no past
     joint_cost = sum(range(1, updates + 1))  # joint retrains on everything at every update
