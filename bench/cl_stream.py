@@ -288,7 +288,7 @@ def _stats(values) -> dict[str, float]:
 
 
 def write_report(out: Path, name: str, summary, runs, s: Settings, command: str, machine: str, wall: float, batches,
-                 tests):
+                 tests, wall_note: str = ""):
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(
         {"command": command, "machine": machine, "wall_seconds": wall, "settings": asdict(s),
@@ -300,7 +300,7 @@ def write_report(out: Path, name: str, summary, runs, s: Settings, command: str,
     lines = [
         "# Stream benchmark: learning without forgetting", "",
         f"Command: `{command}`  ", f"Machine: {machine}  ",
-        f"Wall time: {wall / 60:.1f} min. Seeds: {', '.join(map(str, s.seeds))}.", "",
+        f"Wall time: {wall / 60:.1f} min{wall_note}. Seeds: {', '.join(map(str, s.seeds))}.", "",
         "Stream: " + ", ".join(f"{b['domain'].iloc[0]} {int((b['split'] == 'train').sum())} train rows"
                                for b in batches) + ".  ",
         f"Test rows: PhraseBank {len(tests['phrasebank'])}, Twitter {len(tests['twitter'])}. "
@@ -407,6 +407,42 @@ def _commit() -> str:
         return "unknown"
 
 
+def merge(parts: list[Path], data: Path, out: Path, name: str, command: str) -> dict:
+    """One report from runs saved by separate invocations (e.g. one seed per process or per machine).
+
+    The parts must agree on every setting but the seeds, and no seed may appear twice: the merged
+    table is then exactly what one run over all the seeds would have printed. The stream is rebuilt
+    from `data` (it is fixed by stream seed 0) and checked against the parts' batch sizes.
+    """
+    loaded = [json.loads(path.read_text()) for path in parts]
+    for part in loaded:
+        # A setting added later is missing from older files; they ran with its default (the old behaviour).
+        part["settings"] = {**asdict(Settings()), **part["settings"]}
+    first = {k: v for k, v in loaded[0]["settings"].items() if k != "seeds"}
+    seeds: list[int] = []
+    for path, part in zip(parts, loaded):
+        others = {k: v for k, v in part["settings"].items() if k != "seeds"}
+        if others != first:
+            differ = sorted(k for k in first.keys() | others.keys() if first.get(k) != others.get(k))
+            raise SystemExit(f"--merge: {path} was run with other settings ({', '.join(differ)})")
+        clash = set(seeds) & set(part["settings"]["seeds"])
+        if clash:
+            raise SystemExit(f"--merge: seed(s) {sorted(clash)} appear in more than one part ({path})")
+        seeds += part["settings"]["seeds"]
+    s = Settings(**{**first, "seeds": seeds})
+    batches, tests = build_stream(data, s)
+    if [len(b) for b in batches] != [b["rows"] for b in loaded[0]["batches"]]:
+        raise SystemExit(f"--merge: the stream rebuilt from {data} does not match the parts' batches")
+    runs = [Run(**r) for part in loaded for r in part["runs"]]
+    summary = summarise(runs, batches)
+    machines = list(dict.fromkeys(part["machine"] for part in loaded))
+    commands = "`; `".join(part["command"] for part in loaded)
+    write_report(out, name, summary, runs, s, f"{commands}`, merged by `{command}", " | ".join(machines),
+                 sum(part["wall_seconds"] for part in loaded), batches, tests,
+                 wall_note=f" (the {len(parts)} parts' wall times added up)")
+    return summary
+
+
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -414,6 +450,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
                    help="folder with financial_phrasebank/ and twitter_financial_news_sentiment/")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where the report and PNGs go")
     p.add_argument("--name", default="cl_stream", help="file name stem of the report, JSON and PNGs")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                   help="train nothing: write one report (--out, --name) from the JSON files of runs made "
+                        "separately with the same settings and different seeds")
     p.add_argument("--quick", action="store_true",
                    help="smoke run (< 5 min on 2 cores): 50-row batches, 100 test rows, 1 seed, 3 strategies")
     p.add_argument("--seeds", type=int, nargs="+")
@@ -458,6 +497,10 @@ def main(argv: list[str] | None = None) -> None:
     def progress(line: str) -> None:
         print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {line}", flush=True)
 
+    if args.merge:
+        merge(args.merge, args.data, args.out, args.name, command)
+        print((args.out / f"{args.name}.md").read_text())
+        return
     host = machine()  # once, at the start: the commit is the code that ran
     batches, tests = build_stream(args.data, s)
     progress(f"stream: {[len(b) for b in batches]} rows per batch; test rows "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import pandas as pd
 import pytest
 
-from bench.cl_stream import Run, _domain_ends, domains_to_score, parse, summarise, train_config
+from bench.cl_stream import Run, Settings, _domain_ends, domains_to_score, merge, parse, summarise, train_config
 
 
 def batches(domains: list[str]) -> list[pd.DataFrame]:
@@ -98,3 +101,64 @@ def test_the_full_mode_measures_the_daemons_default_inside_the_cost_target(tmp_p
     replay_cost = 1 + (updates - 1) * (1 + full.replay_ratio)  # in batches × epochs; update 1 has no past
     joint_cost = sum(range(1, updates + 1))  # joint retrains on everything at every update
     assert replay_cost / joint_cost <= 0.5
+
+
+def small_data(root):
+    """A real-format data folder, small enough for build_stream at 5-row batches."""
+    labels = ["negative", "neutral", "positive"]
+    pb = root / "financial_phrasebank" / "Sentences_50Agree.txt"
+    pb.parent.mkdir(parents=True)
+    pb.write_text("".join(f"sentence {i} about profits@{labels[i % 3]}\n" for i in range(60)), encoding="latin-1")
+    tw = root / "twitter_financial_news_sentiment"
+    tw.mkdir()
+    for name in ("sent_train.csv", "sent_valid.csv"):
+        pd.DataFrame({"text": [f"$TSLA tweet {i} {name}" for i in range(40)],
+                      "label": [i % 3 for i in range(40)]}).to_csv(tw / name, index=False)
+    return root
+
+
+def write_part(path, seed: int, pb_end: float, **overrides) -> None:
+    settings = Settings(batch_rows=5, seeds=[seed], strategies=["naive"], **overrides)
+    run = Run("naive", seed, [[0.6, None], [0.7, None], [pb_end, 0.5], [0.75, 0.6], [0.74, 0.65], [0.7, 0.7]],
+              [10] * 6, [1.0] * 6, [0] * 6)
+    path.write_text(json.dumps({"command": f"part {seed}", "machine": f"box {seed}", "wall_seconds": 60.0,
+                                "settings": asdict(settings), "batches": [{"rows": 5}] * 6,
+                                "runs": [asdict(run)]}))
+
+
+def test_merge_writes_the_report_one_run_over_all_seeds_would_have(tmp_path):
+    data = small_data(tmp_path / "data")
+    write_part(tmp_path / "a.json", 13, 0.80)
+    write_part(tmp_path / "b.json", 14, 0.76)
+    summary = merge([tmp_path / "a.json", tmp_path / "b.json"], data, tmp_path / "out", "merged", "merge cmd")
+    assert summary["naive"]["seeds"] == [13, 14]
+    # forgetting per seed: 0.80 - 0.70 and 0.76 - 0.70
+    assert summary["naive"]["phrasebank_forgetting"]["mean"] == pytest.approx(0.08)
+    saved = json.loads((tmp_path / "out" / "merged.json").read_text())
+    assert saved["settings"]["seeds"] == [13, 14] and saved["wall_seconds"] == 120.0
+    report = (tmp_path / "out" / "merged.md").read_text()
+    assert "Seeds: 13, 14" in report and "`part 13`; `part 14`, merged by `merge cmd`" in report
+    assert "box 13 | box 14" in report
+
+
+def test_merge_refuses_parts_that_are_not_one_benchmark(tmp_path):
+    data = small_data(tmp_path / "data")
+    write_part(tmp_path / "a.json", 13, 0.80)
+    write_part(tmp_path / "again.json", 13, 0.80)
+    write_part(tmp_path / "other.json", 14, 0.80, epochs=5)
+    with pytest.raises(SystemExit, match=r"seed\(s\) \[13\] appear in more than one part"):
+        merge([tmp_path / "a.json", tmp_path / "again.json"], data, tmp_path / "out", "m", "cmd")
+    with pytest.raises(SystemExit, match=r"other settings \(epochs\)"):
+        merge([tmp_path / "a.json", tmp_path / "other.json"], data, tmp_path / "out", "m", "cmd")
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_reads_parts_saved_before_a_setting_existed(tmp_path):
+    data = small_data(tmp_path / "data")
+    write_part(tmp_path / "a.json", 13, 0.80)
+    write_part(tmp_path / "b.json", 14, 0.80)
+    old = json.loads((tmp_path / "a.json").read_text())
+    del old["settings"]["class_weighting"]  # files written before --no-class-weighting existed
+    (tmp_path / "a.json").write_text(json.dumps(old))
+    summary = merge([tmp_path / "a.json", tmp_path / "b.json"], data, tmp_path / "out", "m", "cmd")
+    assert summary["naive"]["seeds"] == [13, 14]
