@@ -414,7 +414,12 @@ def merge(parts: list[Path], data: Path, out: Path, name: str, command: str) -> 
     table is then exactly what one run over all the seeds would have printed. The stream is rebuilt
     from `data` (it is fixed by stream seed 0) and checked against the parts' batch sizes.
     """
-    loaded = [json.loads(path.read_text()) for path in parts]
+    loaded = []
+    for path in parts:
+        try:
+            loaded.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--merge: cannot read {path}: {exc}") from exc
     for part in loaded:
         # A setting added later is missing from older files; they ran with its default (the old behaviour).
         part["settings"] = {**asdict(Settings()), **part["settings"]}

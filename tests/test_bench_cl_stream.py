@@ -150,6 +150,8 @@ def test_merge_refuses_parts_that_are_not_one_benchmark(tmp_path):
         merge([tmp_path / "a.json", tmp_path / "again.json"], data, tmp_path / "out", "m", "cmd")
     with pytest.raises(SystemExit, match=r"other settings \(epochs\)"):
         merge([tmp_path / "a.json", tmp_path / "other.json"], data, tmp_path / "out", "m", "cmd")
+    with pytest.raises(SystemExit, match=r"cannot read .*missing.json"):
+        merge([tmp_path / "a.json", tmp_path / "missing.json"], data, tmp_path / "out", "m", "cmd")
     assert not (tmp_path / "out").exists()
 
 
