@@ -62,7 +62,10 @@ def test_dashboard_is_valid_json_naming_only_exposed_metrics():
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert {p["title"] for p in dashboard["panels"]} >= {
         "Drift score by detector", "Live macro-F1", "Cycles by outcome (per hour)",
-        "Promotions and rollbacks (per day)", "Inbox backlog (files)", "Time since last successful cycle"}
+        "Promotions and rollbacks (per day)", "Inbox backlog (files)", "Time since last successful cycle",
+        "Drifted batches by detector (before hysteresis)"}
+    # The per-batch drift verdicts and the alert state built from them each have a panel.
+    assert {m for e in exprs for m in METRIC.findall(e)} >= {"cltool_drift_window_drifted", "cltool_drift_state"}
     names = exposed_names()
     for expr in exprs:
         used = set(METRIC.findall(expr))
