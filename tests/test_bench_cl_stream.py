@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -164,3 +165,12 @@ def test_merge_reads_parts_saved_before_a_setting_existed(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(old))
     summary = merge([tmp_path / "a.json", tmp_path / "b.json"], data, tmp_path / "out", "m", "cmd")
     assert summary["naive"]["seeds"] == [13, 14]
+
+
+def test_merge_refuses_training_flags_it_would_ignore(tmp_path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        parse(["--data", str(fake_data(tmp_path)), "--merge", "a.json", "--seeds", "13", "--no-class-weighting"])
+    assert caught.value.code == 2
+    assert "drop --seeds, --no-class-weighting" in capsys.readouterr().err
+    args, _ = parse(["--data", str(fake_data(tmp_path)), "--merge", "a.json", "b.json", "--name", "m"])
+    assert args.merge == [Path("a.json"), Path("b.json")]
