@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.cl_stream --data ../shared/data --quick     # < 5 min, smoke
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.cl_stream --data ../shared/data             # full, < 45 min
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.cl_stream --data ../shared/data --pb-batches 1 --tw-batches 0 \
-        --batch-rows 0 --test-rows 0 --strategies joint --epochs 8 --learning-rate 1e-4   # PhraseBank ceiling
+        --batch-rows 0 --test-rows 0 --strategies joint --epochs 10 --learning-rate 7e-5   # PhraseBank ceiling
 
 The stream: Financial PhraseBank (50Agree) in 3 batches, then Twitter financial news in 3 batches
 (a domain shift: short, noisy tweets with cash-tags). Held out per domain: a fixed 20 % of
@@ -69,10 +69,12 @@ class Settings:
     lora_rank: int = 8
     lora_learning_rate: float = 1e-3  # adapters need a larger step than full fine-tuning
     distill_alpha: float = 1.0
+    label_smoothing: float = 0.0  # the daemon's default: one-hot targets
     class_weighting: bool = True  # the daemon's default: inverse class frequency weights in the loss
     pb_batches: int = 3
     tw_batches: int = 3
     batch_rows: int = 250  # 0 = all PhraseBank train rows in pb_batches; Twitter batches the same size
+    tw_batch_rows: int = 0  # 0 = Twitter batches as large as the PhraseBank ones; N = N rows each
     test_rows: int = 0  # 0 = the whole test sets (969 PhraseBank rows, 2,388 Twitter rows); N = N stratified rows
     val_share: float = 0.0  # > 0: hold out a share of each batch and early-stop on it (patience 1)
     joint_every_update: bool = False  # False: joint is trained after the last batch of each domain only
@@ -117,7 +119,8 @@ def build_stream(data: Path, s: Settings) -> tuple[list[pd.DataFrame], dict[str,
     tw_test = read_twitter(data, "sent_valid.csv")
     size = s.batch_rows or len(pb_train) // s.pb_batches
     batches = [pb_train.iloc[i * size:(i + 1) * size].assign(domain="phrasebank") for i in range(s.pb_batches)]
-    batches += [tw_train.iloc[i * size:(i + 1) * size].assign(domain="twitter") for i in range(s.tw_batches)]
+    tw_size = s.tw_batch_rows or size
+    batches += [tw_train.iloc[i * tw_size:(i + 1) * tw_size].assign(domain="twitter") for i in range(s.tw_batches)]
     rng = np.random.default_rng(0)
     for index, batch in enumerate(batches):
         batch["batch"] = index
@@ -146,7 +149,8 @@ def train_config(s: Settings, seed: int, strategy: str) -> TrainConfig:
                        max_length=s.max_length, early_stopping_patience=1 if s.val_share > 0 else 0,
                        precision=s.precision, class_weighting=s.class_weighting,
                        lora_rank=s.lora_rank if strategy == "lora" else 0,
-                       distill_alpha=s.distill_alpha if strategy == "distill" else 0.0)
+                       distill_alpha=s.distill_alpha if strategy == "distill" else 0.0,
+                       label_smoothing=s.label_smoothing)
 
 
 def evaluate(model_dir: Path, tests: dict[str, pd.DataFrame], s: Settings, domains: list[str]) -> list[float | None]:
@@ -309,7 +313,8 @@ def write_report(out: Path, name: str, summary, runs, s: Settings, command: str,
         f"({'early stopping on a ' + format(s.val_share, '.0%') + ' val split' if s.val_share else 'fixed, no early stopping'}), "
         f"lr {s.learning_rate} (LoRA: {s.lora_learning_rate}, rank {s.lora_rank}), {s.precision}, "
         f"batch {s.batch_size}, max_length {s.max_length}, replay ratio {s.replay_ratio}, "
-        f"replay weight {s.replay_weight}, class weighting {'on' if s.class_weighting else 'off'}.", "",
+        f"replay weight {s.replay_weight}, class weighting {'on' if s.class_weighting else 'off'}"
+        f"{f', label smoothing {s.label_smoothing}' if s.label_smoothing else ''}.", "",
         "Macro-F1 in points, mean ± sd over seeds. PB forgetting = PhraseBank score after its last batch "
         "minus the final one (after the Twitter updates). Samples = train rows × epochs run, summed over "
         "the updates (joint retrains from the base model at every update).", "",
@@ -450,10 +455,11 @@ def merge(parts: list[Path], data: Path, out: Path, name: str, command: str) -> 
 
 
 # Flags that override a Settings field of the same name.
-SETTING_FLAGS = ("pb_batches", "tw_batches", "val_share", "seeds", "strategies", "epochs", "batch_rows", "test_rows",
+SETTING_FLAGS = ("pb_batches", "tw_batches", "val_share", "seeds", "strategies", "epochs", "batch_rows",
+                 "tw_batch_rows", "test_rows",
                  "max_length", "lora_rank", "reservoir_capacity", "half_life_rows", "learning_rate",
                  "lora_learning_rate", "precision", "replay_ratio", "replay_weight", "distill_alpha",
-                 "class_weighting")
+                 "label_smoothing", "class_weighting")
 
 
 def _flag(name: str) -> str:
@@ -479,13 +485,16 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     p.add_argument("--strategies", nargs="+", choices=STRATEGIES)
     p.add_argument("--no-class-weighting", dest="class_weighting", action="store_false", default=None,
                    help="plain cross-entropy instead of the daemon's inverse-class-frequency weights")
-    for name in ("epochs", "batch_rows", "test_rows", "max_length", "lora_rank", "reservoir_capacity",
+    helps = {"tw_batch_rows": "rows per Twitter batch (default: as many as a PhraseBank batch)",
+             "label_smoothing": "share of each target spread over all classes (default 0, as in the daemon)"}
+    for name in ("epochs", "batch_rows", "tw_batch_rows", "test_rows", "max_length", "lora_rank", "reservoir_capacity",
                  "half_life_rows", "pb_batches", "tw_batches"):
-        p.add_argument("--" + name.replace("_", "-"), type=int)
+        p.add_argument("--" + name.replace("_", "-"), type=int, help=helps.get(name))
     p.add_argument("--precision", choices=["bf16", "fp32"],
                    help="bf16 (default): mixed precision, about 1.7x faster on CPUs with AVX512-BF16; fp32: exact")
-    for name in ("learning_rate", "lora_learning_rate", "replay_ratio", "replay_weight", "distill_alpha"):
-        p.add_argument("--" + name.replace("_", "-"), type=float)
+    for name in ("learning_rate", "lora_learning_rate", "replay_ratio", "replay_weight", "distill_alpha",
+                 "label_smoothing"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, help=helps.get(name))
     args = p.parse_args(argv)
     for needed in ("financial_phrasebank/Sentences_50Agree.txt", "twitter_financial_news_sentiment/sent_train.csv",
                    "twitter_financial_news_sentiment/sent_valid.csv"):

@@ -62,6 +62,10 @@ class TrainSection(_Section):
     lora_rank: int = Field(
         0, ge=0, le=256, description="Train LoRA adapters of this rank (peft) and merge them; 0 = full fine-tuning."
     )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1,
+        description="Share of each row's target spread over all classes (soft targets for noisy labels); 0 = off.",
+    )
     distill_alpha: float = Field(
         0.0, ge=0, le=100,
         description="Weight of distillation towards the champion's predictions on replayed rows (LwF); 0 = off.",

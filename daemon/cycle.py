@@ -285,7 +285,7 @@ def _train_config(s) -> TrainConfig:
                        early_stopping_patience=s.train.early_stopping_patience,
                        device=None if s.train.device == "auto" else s.train.device,
                        class_weighting=s.train.class_weighting, precision=s.train.precision,
-                       lora_rank=s.train.lora_rank,
+                       lora_rank=s.train.lora_rank, label_smoothing=s.train.label_smoothing,
                        distill_alpha=s.train.distill_alpha, distill_temperature=s.train.distill_temperature)
 
 

@@ -78,6 +78,11 @@ class TrainConfig:
         metadata={"help": "Weight the loss by inverse class frequency of the train rows, so a "
                           "majority class (neutral news) cannot swamp the rare ones."},
     )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata={"help": "Share of each row's target spread evenly over all classes, in [0, 1); 0 = plain "
+                          "one-hot targets."},
+    )
     distill_alpha: float = field(
         default=0.0,
         metadata={"help": "Weight of the distillation term (KL to the champion's predictions on rows that "
@@ -107,6 +112,7 @@ class TrainConfig:
         _check_float("weight_decay", self.weight_decay, 0.0, 1.0, "[0, 1)", high_open=True)
         _check_float("warmup_ratio", self.warmup_ratio, 0.0, 1.0, "[0, 1)", high_open=True)
         _check_int("early_stopping_patience", self.early_stopping_patience, 0)
+        _check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, "[0, 1)", high_open=True)
         _check_float("distill_alpha", self.distill_alpha, 0.0, 100.0, "[0, 100]")
         _check_float("distill_temperature", self.distill_temperature, 0.0, 100.0, "(0, 100]", low_open=True)
         _check_int("lora_rank", self.lora_rank, 0)
@@ -175,6 +181,7 @@ def continual_loss(
     teacher_mask: torch.Tensor | None = None,
     distill_alpha: float = 0.0,
     temperature: float = 2.0,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Cross-entropy, weighted per class and per row, plus an optional distillation term.
 
@@ -184,7 +191,7 @@ def continual_loss(
     pulls the update towards the champion's answers on replayed rows (learning without forgetting).
     """
     logits = logits.float()
-    per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing)
     weight = torch.ones_like(per_row)
     if class_weight is not None:
         weight = weight * class_weight.to(logits.device)[labels]
@@ -205,16 +212,19 @@ class _ContinualTrainer(Trainer):
 
     EXTRA = ("weight", "teacher_probs", "teacher_mask")
 
-    def __init__(self, *args, class_weight=None, distill_alpha=0.0, temperature=2.0, **kwargs):  # noqa: ANN001
+    def __init__(self, *args, class_weight=None, distill_alpha=0.0, temperature=2.0, label_smoothing=0.0,  # noqa: ANN001
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weight, self.distill_alpha, self.temperature = class_weight, distill_alpha, temperature
+        self.label_smoothing = label_smoothing
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         extra = {name: inputs.get(name) for name in self.EXTRA}
         model_inputs = {k: v for k, v in inputs.items() if k not in self.EXTRA and k != "labels"}
         outputs = model(**model_inputs)
         loss = continual_loss(outputs["logits"], inputs["labels"], self.class_weight, extra["weight"],
-                              extra["teacher_probs"], extra["teacher_mask"], self.distill_alpha, self.temperature)
+                              extra["teacher_probs"], extra["teacher_mask"], self.distill_alpha, self.temperature,
+                              self.label_smoothing)
         return (loss, outputs) if return_outputs else loss
 
 
@@ -343,6 +353,7 @@ def fine_tune(
         class_weight=class_weights(train_ds["labels"], len(labels)) if config.class_weighting else None,
         distill_alpha=config.distill_alpha,
         temperature=config.distill_temperature,
+        label_smoothing=config.label_smoothing,
     )
     # disable_tqdm swaps the bars for PrinterCallback, which print()s every log line.
     trainer.remove_callback(PrinterCallback)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.cl_stream import Run, Settings, _domain_ends, domains_to_score, merge, parse, summarise, train_config
+from bench.cl_stream import (Run, Settings, _domain_ends, build_stream, domains_to_score, merge, parse, summarise,
+                             train_config)
 
 
 def batches(domains: list[str]) -> list[pd.DataFrame]:
@@ -98,6 +99,7 @@ def test_the_full_mode_measures_the_daemons_default_inside_the_cost_target(tmp_p
     assert full.replay_ratio == ReplaySection().ratio
     assert full.max_length == ModelSection().max_length
     assert full.class_weighting == TrainSection().class_weighting
+    assert full.label_smoothing == TrainSection().label_smoothing
     updates = full.pb_batches + full.tw_batches
     replay_cost = 1 + (updates - 1) * (1 + full.replay_ratio)  # in batches × epochs; update 1 has no past
     joint_cost = sum(range(1, updates + 1))  # joint retrains on everything at every update
@@ -116,6 +118,22 @@ def small_data(root):
         pd.DataFrame({"text": [f"$TSLA tweet {i} {name}" for i in range(40)],
                       "label": [i % 3 for i in range(40)]}).to_csv(tw / name, index=False)
     return root
+
+
+def test_twitter_batches_can_be_larger_than_phrasebank_ones(tmp_path):
+    data = small_data(tmp_path / "data")
+    _, s = parse(["--data", str(data), "--batch-rows", "5", "--tw-batch-rows", "8", "--label-smoothing", "0.1"])
+    batches, _ = build_stream(data, s)
+    assert [len(b) for b in batches] == [5, 5, 5, 8, 8, 8]
+    assert [b["domain"].iloc[0] for b in batches] == ["phrasebank"] * 3 + ["twitter"] * 3
+    # The Twitter batches are consecutive, non-overlapping slices of the shuffled train file.
+    tw_texts = [t for b in batches[3:] for t in b["text"]]
+    assert len(set(tw_texts)) == 24
+    _, same = parse(["--data", str(data), "--batch-rows", "5"])
+    assert [len(b) for b in build_stream(data, same)[0]] == [5] * 6
+    # Label smoothing reaches training, for every strategy; the default is the daemon's (off).
+    assert train_config(s, 13, "joint").label_smoothing == 0.1
+    assert train_config(same, 13, "naive").label_smoothing == 0.0
 
 
 def write_part(path, seed: int, pb_end: float, **overrides) -> None:

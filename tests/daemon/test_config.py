@@ -121,7 +121,9 @@ def test_train_section_reaches_the_fine_tuning_config(tmp_path, monkeypatch):
     from daemon.cycle import _train_config
 
     monkeypatch.chdir(tmp_path)
-    settings = load_settings(train={"precision": "bf16", "lora_rank": 4, "distill_alpha": 0.5})
+    settings = load_settings(train={"precision": "bf16", "lora_rank": 4, "distill_alpha": 0.5,
+                                    "label_smoothing": 0.1})
     config = _train_config(settings)
     assert (config.precision, config.lora_rank, config.distill_alpha) == ("bf16", 4, 0.5)
+    assert config.label_smoothing == 0.1
     assert config.max_length == settings.model.max_length

@@ -41,6 +41,20 @@ def test_row_weights_scale_each_rows_share():
     assert torch.isclose(continual_loss(LOGITS, LABELS_T, sample_weight=zero), rows[:3].mean())
 
 
+def test_label_smoothing_mixes_a_uniform_target_into_each_rows_loss():
+    eps = 0.1
+    log_p = torch.log_softmax(LOGITS, -1)
+    # Target: 1 - eps on the label plus eps / 3 on every class (the label included).
+    target = torch.full_like(log_p, eps / 3) + (1 - eps) * torch.nn.functional.one_hot(LABELS_T, 3)
+    rows = -(target * log_p).sum(-1)
+    weight = torch.tensor([10 / 3, 10 / 18, 10 / 9])
+    w = weight[LABELS_T]
+    assert torch.isclose(continual_loss(LOGITS, LABELS_T, label_smoothing=eps), rows.mean())
+    assert torch.isclose(continual_loss(LOGITS, LABELS_T, class_weight=weight, label_smoothing=eps),
+                         (w * rows).sum() / w.sum())
+    assert not torch.isclose(rows.mean(), continual_loss(LOGITS, LABELS_T))
+
+
 def test_distillation_adds_t_squared_kl_on_masked_rows_only():
     teacher = torch.tensor([[0.7, 0.2, 0.1]] * 4)
     mask = torch.tensor([0.0, 0.0, 1.0, 1.0])
@@ -74,7 +88,8 @@ def test_teacher_and_weight_columns_reach_the_dataset(tiny_model_dir, labels):
 
 
 @pytest.mark.parametrize("field,value", [("distill_alpha", -1.0), ("distill_temperature", 0.0), ("lora_rank", -2),
-                                         ("precision", "fp16")])
+                                         ("precision", "fp16"), ("label_smoothing", 1.0),
+                                         ("label_smoothing", -0.1)])
 def test_new_train_settings_are_checked(field, value):
     with pytest.raises(InvalidConfigError, match=field):
         TrainConfig(**{field: value})
