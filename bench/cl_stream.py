@@ -292,6 +292,14 @@ def _stats(values) -> dict[str, float]:
             "n": len(array)}
 
 
+def _seeds_done(runs, planned: list[int]) -> str:
+    """The seeds the tables cover; a report written part-way through a run says which are still to come."""
+    done = [seed for seed in planned if any(r.seed == seed for r in runs)]
+    missing = [seed for seed in planned if seed not in done]
+    text = ", ".join(map(str, done))
+    return f"{text} (partial: {', '.join(map(str, missing))} not run yet)" if missing else text
+
+
 def write_report(out: Path, name: str, summary, runs, s: Settings, command: str, machine: str, wall: float, batches,
                  tests, wall_note: str = ""):
     out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +313,7 @@ def write_report(out: Path, name: str, summary, runs, s: Settings, command: str,
     lines = [
         "# Stream benchmark: learning without forgetting", "",
         f"Command: `{command}`  ", f"Machine: {machine}  ",
-        f"Wall time: {wall / 60:.1f} min{wall_note}. Seeds: {', '.join(map(str, s.seeds))}.", "",
+        f"Wall time: {wall / 60:.1f} min{wall_note}. Seeds: {_seeds_done(runs, s.seeds)}.", "",
         "Stream: " + ", ".join(f"{b['domain'].iloc[0]} {int((b['split'] == 'train').sum())} train rows"
                                for b in batches) + ".  ",
         f"Test rows: PhraseBank {len(tests['phrasebank'])}, Twitter {len(tests['twitter'])}. "

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bench.cl_stream import (Run, Settings, _domain_ends, build_stream, domains_to_score, merge, parse, summarise,
-                             train_config)
+                             train_config, write_report)
 
 
 def batches(domains: list[str]) -> list[pd.DataFrame]:
@@ -134,6 +134,19 @@ def test_twitter_batches_can_be_larger_than_phrasebank_ones(tmp_path):
     # Label smoothing reaches training, for every strategy; the default is the daemon's (off).
     assert train_config(s, 13, "joint").label_smoothing == 0.1
     assert train_config(same, 13, "naive").label_smoothing == 0.0
+
+
+def test_a_report_written_part_way_names_the_seeds_it_covers(tmp_path):
+    data = small_data(tmp_path / "data")
+    s = Settings(batch_rows=5, seeds=[13, 14, 15], strategies=["naive"])
+    batches, tests = build_stream(data, s)
+    run = Run("naive", 13, [[0.6, None], [0.7, None], [0.8, 0.5], [0.75, 0.6], [0.74, 0.65], [0.7, 0.7]],
+              [10] * 6, [1.0] * 6, [0] * 6)
+    write_report(tmp_path, "r", summarise([run], batches), [run], s, "cmd", "box", 60.0, batches, tests)
+    assert "Seeds: 13 (partial: 14, 15 not run yet)." in (tmp_path / "r.md").read_text()
+    write_report(tmp_path, "r", summarise([run, replace(run, seed=14), replace(run, seed=15)], batches),
+                 [run, replace(run, seed=14), replace(run, seed=15)], s, "cmd", "box", 60.0, batches, tests)
+    assert "Seeds: 13, 14, 15." in (tmp_path / "r.md").read_text()
 
 
 def write_part(path, seed: int, pb_end: float, **overrides) -> None:
