@@ -120,6 +120,11 @@ def build_stream(data: Path, s: Settings) -> tuple[list[pd.DataFrame], dict[str,
     size = s.batch_rows or len(pb_train) // s.pb_batches
     batches = [pb_train.iloc[i * size:(i + 1) * size].assign(domain="phrasebank") for i in range(s.pb_batches)]
     tw_size = s.tw_batch_rows or size
+    for domain, rows, per_batch, count in (("PhraseBank", pb_train, size, s.pb_batches),
+                                           ("Twitter", tw_train, tw_size, s.tw_batches)):
+        if per_batch * count > len(rows):
+            raise SystemExit(f"the stream asks for {count} {domain} batches of {per_batch} rows, but {domain} has "
+                             f"{len(rows)} train rows: use fewer or smaller batches")
     batches += [tw_train.iloc[i * tw_size:(i + 1) * tw_size].assign(domain="twitter") for i in range(s.tw_batches)]
     rng = np.random.default_rng(0)
     for index, batch in enumerate(batches):
@@ -509,6 +514,12 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
         if not (args.data / needed).is_file():
             p.error(f"--data {args.data}: {needed} not found (expected the shared data folder)")
     given = [name for name in SETTING_FLAGS if getattr(args, name) is not None]
+    for name in given:
+        value = getattr(args, name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            p.error(f"{_flag(name)} {value}: must not be negative")
+    if args.label_smoothing is not None and args.label_smoothing >= 1:
+        p.error(f"--label-smoothing {args.label_smoothing}: must be below 1")
     training_flags = ([_flag(n) for n in given] + ["--quick"] * args.quick
                       + ["--joint-every-update"] * args.joint_every_update)
     if args.merge and training_flags:

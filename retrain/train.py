@@ -212,19 +212,17 @@ class _ContinualTrainer(Trainer):
 
     EXTRA = ("weight", "teacher_probs", "teacher_mask")
 
-    def __init__(self, *args, class_weight=None, distill_alpha=0.0, temperature=2.0, label_smoothing=0.0,  # noqa: ANN001
-                 **kwargs):
+    def __init__(self, *args, class_weight=None, loss_options=None, **kwargs):  # noqa: ANN001
+        """`loss_options`: continual_loss's keyword settings (distill_alpha, temperature, label_smoothing)."""
         super().__init__(*args, **kwargs)
-        self.class_weight, self.distill_alpha, self.temperature = class_weight, distill_alpha, temperature
-        self.label_smoothing = label_smoothing
+        self.class_weight, self.loss_options = class_weight, loss_options or {}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         extra = {name: inputs.get(name) for name in self.EXTRA}
         model_inputs = {k: v for k, v in inputs.items() if k not in self.EXTRA and k != "labels"}
         outputs = model(**model_inputs)
         loss = continual_loss(outputs["logits"], inputs["labels"], self.class_weight, extra["weight"],
-                              extra["teacher_probs"], extra["teacher_mask"], self.distill_alpha, self.temperature,
-                              self.label_smoothing)
+                              extra["teacher_probs"], extra["teacher_mask"], **self.loss_options)
         return (loss, outputs) if return_outputs else loss
 
 
@@ -351,9 +349,8 @@ def fine_tune(
         compute_metrics=_val_macro_f1(len(labels)) if has_val else None,
         callbacks=callbacks,
         class_weight=class_weights(train_ds["labels"], len(labels)) if config.class_weighting else None,
-        distill_alpha=config.distill_alpha,
-        temperature=config.distill_temperature,
-        label_smoothing=config.label_smoothing,
+        loss_options={"distill_alpha": config.distill_alpha, "temperature": config.distill_temperature,
+                      "label_smoothing": config.label_smoothing},
     )
     # disable_tqdm swaps the bars for PrinterCallback, which print()s every log line.
     trainer.remove_callback(PrinterCallback)

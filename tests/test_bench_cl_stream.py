@@ -149,6 +149,26 @@ def test_a_report_written_part_way_names_the_seeds_it_covers(tmp_path):
     assert "Seeds: 13, 14, 15." in (tmp_path / "r.md").read_text()
 
 
+@pytest.mark.parametrize("flags,message", [(["--tw-batch-rows", "-5"], "--tw-batch-rows -5: must not be negative"),
+                                           (["--batch-rows", "-1"], "--batch-rows -1: must not be negative"),
+                                           (["--label-smoothing", "1.0"], "--label-smoothing 1.0: must be below 1")])
+def test_bad_numbers_are_refused_before_anything_trains(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as caught:
+        parse(["--data", str(small_data(tmp_path / "data"))] + flags)
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_stream_larger_than_the_data_is_refused_not_cut_short(tmp_path):
+    data = small_data(tmp_path / "data")  # 48 PhraseBank train rows, 40 Twitter train rows
+    _, s = parse(["--data", str(data), "--batch-rows", "5", "--tw-batch-rows", "14"])
+    with pytest.raises(SystemExit, match="3 Twitter batches of 14 rows, but Twitter has 40 train rows"):
+        build_stream(data, s)
+    _, s = parse(["--data", str(data), "--batch-rows", "17"])
+    with pytest.raises(SystemExit, match="3 PhraseBank batches of 17 rows, but PhraseBank has 48 train rows"):
+        build_stream(data, s)
+
+
 def write_part(path, seed: int, pb_end: float, **overrides) -> None:
     settings = Settings(batch_rows=5, seeds=[seed], strategies=["naive"], **overrides)
     run = Run("naive", seed, [[0.6, None], [0.7, None], [pb_end, 0.5], [0.75, 0.6], [0.74, 0.65], [0.7, 0.7]],
