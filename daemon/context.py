@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from daemon.config import Settings
 from daemon.inbox import Inbox
@@ -29,10 +30,33 @@ class Context:
     owner: str
     clock: Callable[[], datetime] = utcnow
     stop: threading.Event = field(default_factory=threading.Event)
+    # Loaded models by registered version, most recently used last (see `predictor`).
+    _predictors: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False)
+
+    # The champion and, on probation, the version it replaced: what the jobs of one daemon score with.
+    PREDICTORS_KEPT = 2
 
     @property
     def models(self) -> "ModelCache":
         return ModelCache(self.settings.work_dir / "models", self.registry)
+
+    def predictor(self, version: str):  # noqa: ANN201 (a retrain.evaluation.Predictor; torch loads lazily)
+        """The registered `version` loaded for scoring, on `train.device`, shared by the drift monitor,
+        the probation watch and the cycle so that each loads a model once, not once per batch. Keeps the
+        `PREDICTORS_KEPT` most recently used versions. Jobs run one at a time (the scheduler's cycle job),
+        so the models are not shared across threads."""
+        if version in self._predictors:
+            self._predictors.move_to_end(version)
+            return self._predictors[version]
+        from retrain.evaluation import Predictor  # imports torch: not for `cltool status` and friends
+
+        s = self.settings
+        device = None if s.train.device == "auto" else s.train.device
+        self._predictors[version] = Predictor(self.models.path(version), device=device,
+                                              max_length=s.model.max_length)
+        while len(self._predictors) > self.PREDICTORS_KEPT:
+            self._predictors.popitem(last=False)
+        return self._predictors[version]
 
 
 def open_context(settings: Settings, owner: str, clock: Callable[[], datetime] = utcnow) -> Context:

@@ -48,13 +48,13 @@ class _Reference:
 
 class DriftMonitor:
     """Scores new batches for one daemon (or one `run --once`). Keeps the fitted reference and the
-    champion's Predictor between batches; both are rebuilt when the champion or its data change."""
+    champion's Predictor (the context's, shared with the watch) between batches; the reference is rebuilt
+    when the champion or its data change."""
 
     def __init__(self, ctx: Context, notify: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.ctx = ctx
         self.notify = notify
         self._reference: _Reference | None = None
-        self._predictor: tuple[str, Any] | None = None
 
     # -- which batches ---------------------------------------------------------------------------
     def unscored(self) -> list[Batch]:
@@ -210,14 +210,7 @@ class DriftMonitor:
         return self._reference
 
     def _model(self, version: str):
-        if self._predictor is None or self._predictor[0] != version:
-            from retrain.evaluation import Predictor
-
-            s = self.ctx.settings
-            device = None if s.train.device == "auto" else s.train.device
-            self._predictor = (version, Predictor(self.ctx.models.path(version), device=device,
-                                                  max_length=s.model.max_length))
-        return self._predictor[1]
+        return self.ctx.predictor(version)
 
 
 def drift_report(ctx: Context, batch_ids: list[str]) -> dict[str, Any] | None:

@@ -19,7 +19,6 @@ from daemon.context import Context
 from daemon.promotion import AUTO_ROLLBACK_ACTOR
 from daemon.store import Event
 from registry.bootstrap import paired_gain
-from retrain.evaluation import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +73,8 @@ def check(ctx: Context) -> WatchVerdict | None:
     champion, previous = opened.version, opened.payload["from"]
     watch = ctx.settings.watch
     s = ctx.settings
-    models = ctx.models
     rows = evidence.load_rows(s.rows_dir, new)
-    current = Predictor(models.path(champion), max_length=s.model.max_length)
-    before = Predictor(models.path(previous), max_length=s.model.max_length)
-    pair = evidence.score_pair(rows, s.labels, current, before)
+    pair = evidence.score_pair(rows, s.labels, ctx.predictor(champion), ctx.predictor(previous))
 
     # Pool this batch's rows with every earlier scored batch of this probation.
     truth = [t for e in scored for t in e.payload["y_true"]] + pair.truth

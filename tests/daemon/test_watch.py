@@ -73,3 +73,44 @@ def test_a_good_promotion_passes_probation(ctx, tmp_path):
     assert ctx.keeper.alias_version("champion") == same
     assert ctx.store.last_event("watch.passed").version == same
     assert watch.probation(ctx) is None
+
+
+def test_the_watch_and_the_drift_monitor_load_each_model_once(ctx, tmp_path, monkeypatch):
+    import retrain.evaluation
+    from daemon.monitor import DriftMonitor
+
+    loads = []
+    real = retrain.evaluation.Predictor
+
+    class Counting(real):
+        def __init__(self, model_dir, **kwargs):
+            loads.append((model_dir.name, kwargs.get("device")))
+            super().__init__(model_dir, **kwargs)
+
+    monkeypatch.setattr(retrain.evaluation, "Predictor", Counting)
+    ctx.settings.train.device = "cpu"
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(300)))
+    ctx.store.append("retrain.requested", "bootstrap", actor="test")
+    assert maybe_run(ctx).outcome == "PROMOTE"
+    bad = plant(ctx, tmp_path)
+    loads.clear()
+    monitor = DriftMonitor(ctx)
+    for n, start in ((90, 2000), (40, 3000)):
+        ctx.inbox.ingest_copy(write_csv(tmp_path / f"{start}.csv", toy_rows(n, start=start)))
+        assert watch.check(ctx) is not None
+        monitor.check()
+    # Two checks (two strikes: a rollback) and two drift scorings, yet one load of the champion and one of the version it replaced,
+    # on the configured device.
+    assert loads == [(f"v{bad}", "cpu"), ("v1", "cpu")]
+    scored = ctx.store.events(types=["drift.scored"])
+    # The monitor scored with the champion: the planted one, then v1 once the second strike rolled it back.
+    assert [(e.version, "mean_confidence" in e.payload) for e in scored] == [(bad, True), ("1", True)]
+    assert ctx.keeper.alias_version("champion") == "1"
+    # Two models are kept: a third version pushes out the least recently used one.
+    ctx.predictor(bad)
+    third = ctx.registry.log_candidate(model_dir=ctx.models.path("1"), run_name="third", params={}, metrics={},
+                                       tags={}, json_artifacts={}).version
+    ctx.predictor(third)
+    ctx.predictor(bad)
+    ctx.predictor("1")
+    assert [name for name, _ in loads] == [f"v{bad}", "v1", f"v{third}", "v1"]
