@@ -70,6 +70,8 @@ class Settings:
     lora_learning_rate: float = 1e-3  # adapters need a larger step than full fine-tuning
     distill_alpha: float = 1.0
     label_smoothing: float = 0.0  # the daemon's default: one-hot targets
+    layer_lr_decay: float = 1.0  # the daemon's default: one learning rate for every layer
+    ema_decay: float = 0.0  # the daemon's default: the weights as trained, no moving average
     class_weighting: bool = True  # the daemon's default: inverse class frequency weights in the loss
     pb_batches: int = 3
     tw_batches: int = 3
@@ -155,7 +157,8 @@ def train_config(s: Settings, seed: int, strategy: str) -> TrainConfig:
                        precision=s.precision, class_weighting=s.class_weighting,
                        lora_rank=s.lora_rank if strategy == "lora" else 0,
                        distill_alpha=s.distill_alpha if strategy == "distill" else 0.0,
-                       label_smoothing=s.label_smoothing)
+                       label_smoothing=s.label_smoothing,
+                       layer_lr_decay=1.0 if strategy == "lora" else s.layer_lr_decay, ema_decay=s.ema_decay)
 
 
 def evaluate(model_dir: Path, tests: dict[str, pd.DataFrame], s: Settings, domains: list[str]) -> list[float | None]:
@@ -327,7 +330,9 @@ def write_report(out: Path, name: str, summary, runs, s: Settings, command: str,
         f"lr {s.learning_rate} (LoRA: {s.lora_learning_rate}, rank {s.lora_rank}), {s.precision}, "
         f"batch {s.batch_size}, max_length {s.max_length}, replay ratio {s.replay_ratio}, "
         f"replay weight {s.replay_weight}, class weighting {'on' if s.class_weighting else 'off'}"
-        f"{f', label smoothing {s.label_smoothing}' if s.label_smoothing else ''}.", "",
+        f"{f', label smoothing {s.label_smoothing}' if s.label_smoothing else ''}"
+        f"{f', layer-wise lr decay {s.layer_lr_decay}' if s.layer_lr_decay != 1 else ''}"
+        f"{f', weight average (EMA) decay {s.ema_decay}' if s.ema_decay else ''}.", "",
         "Macro-F1 in points, mean ± sd over seeds. PB forgetting = PhraseBank score after its last batch "
         "minus the final one (after the Twitter updates). Samples = train rows × epochs run, summed over "
         "the updates (joint retrains from the base model at every update).", "",
@@ -472,7 +477,7 @@ SETTING_FLAGS = ("pb_batches", "tw_batches", "val_share", "seeds", "strategies",
                  "tw_batch_rows", "test_rows",
                  "max_length", "lora_rank", "reservoir_capacity", "half_life_rows", "learning_rate",
                  "lora_learning_rate", "precision", "replay_ratio", "replay_weight", "distill_alpha",
-                 "label_smoothing", "class_weighting")
+                 "label_smoothing", "layer_lr_decay", "ema_decay", "class_weighting")
 
 
 def _flag(name: str) -> str:
@@ -499,14 +504,18 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     p.add_argument("--no-class-weighting", dest="class_weighting", action="store_false", default=None,
                    help="plain cross-entropy instead of the daemon's inverse-class-frequency weights")
     helps = {"tw_batch_rows": "rows per Twitter batch (default: as many as a PhraseBank batch)",
-             "label_smoothing": "share of each target spread over all classes (default 0, as in the daemon)"}
+             "label_smoothing": "share of each target spread over all classes (default 0, as in the daemon)",
+             "layer_lr_decay": "each encoder layer learns at this factor times the rate of the layer above, "
+                               "the head at --learning-rate (default 1: one rate, as in the daemon)",
+             "ema_decay": "score and keep a moving average of the weights with this per-step decay "
+                          "(default 0: off, as in the daemon)"}
     for name in ("epochs", "batch_rows", "tw_batch_rows", "test_rows", "max_length", "lora_rank", "reservoir_capacity",
                  "half_life_rows", "pb_batches", "tw_batches"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=helps.get(name))
     p.add_argument("--precision", choices=["bf16", "fp32"],
                    help="bf16 (default): mixed precision, about 1.7x faster on CPUs with AVX512-BF16; fp32: exact")
     for name in ("learning_rate", "lora_learning_rate", "replay_ratio", "replay_weight", "distill_alpha",
-                 "label_smoothing"):
+                 "label_smoothing", "layer_lr_decay", "ema_decay"):
         p.add_argument("--" + name.replace("_", "-"), type=float, help=helps.get(name))
     args = p.parse_args(argv)
     for needed in ("financial_phrasebank/Sentences_50Agree.txt", "twitter_financial_news_sentiment/sent_train.csv",
@@ -520,6 +529,10 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
             p.error(f"{_flag(name)} {value}: must not be negative")
     if args.label_smoothing is not None and args.label_smoothing >= 1:
         p.error(f"--label-smoothing {args.label_smoothing}: must be below 1")
+    if args.layer_lr_decay is not None and not 0 < args.layer_lr_decay <= 1:
+        p.error(f"--layer-lr-decay {args.layer_lr_decay}: must be in (0, 1]")
+    if args.ema_decay is not None and args.ema_decay >= 1:
+        p.error(f"--ema-decay {args.ema_decay}: must be below 1")
     training_flags = ([_flag(n) for n in given] + ["--quick"] * args.quick
                       + ["--joint-every-update"] * args.joint_every_update)
     if args.merge and training_flags:

@@ -209,6 +209,35 @@ def rollback(obj, reason: str, to: str | None) -> None:
 
 
 @cli.command()
+@click.option("--keep", type=click.IntRange(min=1), metavar="N",
+              help="Keep the weights of the newest N versions (default: mlflow.keep_versions).")
+@click.option("--dry-run", is_flag=True, help="Only list the versions whose weights would be deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def prune(obj, keep: int | None, dry_run: bool, as_json: bool) -> None:
+    """Delete the weights of old versions that cannot serve any more (the daemon does this after each cycle).
+
+    Kept: the newest N versions, every version an alias points at and every version that ever was
+    champion. A pruned version keeps its registry entry, run, metrics and reports (tag cltool.pruned)
+    but can no longer be promoted or rolled back to."""
+    from daemon import retention
+
+    ctx = _context(obj)
+    keep = keep if keep is not None else ctx.settings.mlflow.keep_versions
+    if keep == 0:
+        _emit([], as_json, "mlflow.keep_versions = 0: every version keeps its weights (pass --keep N)")
+        return
+    found = retention.prune(ctx, keep, actor=_actor(), dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    _emit([{"version": v.version, "created_at": v.created_at.isoformat(), "decision": v.tags.get("cltool.decision"),
+            "deleted": not dry_run} for v in found], as_json,
+          "\n".join(f"{verb} the weights of v{v.version} (created {v.created_at:%Y-%m-%d %H:%M}, "
+                    f"{v.tags.get('cltool.decision', 'no decision')})" for v in found)
+          or f"nothing to prune: the newest {keep} versions, alias holders and former champions keep their weights")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.option("--limit", default=50, show_default=True, help="Newest N events.")
 @click.option("--type", "types", multiple=True, help="Only these event types (repeatable).")

@@ -66,6 +66,16 @@ class TrainSection(_Section):
         0.0, ge=0, lt=1,
         description="Share of each row's target spread over all classes (soft targets for noisy labels); 0 = off.",
     )
+    layer_lr_decay: float = Field(
+        1.0, gt=0, le=1,
+        description="Layer-wise learning-rate decay: the head learns at learning_rate, each encoder layer at this "
+                    "factor times the layer above; 1 = one rate for all.",
+    )
+    ema_decay: float = Field(
+        0.0, ge=0, lt=1,
+        description="Per-step decay of a moving average of the weights that is scored and kept at each epoch's "
+                    "end; 0 = off.",
+    )
     distill_alpha: float = Field(
         0.0, ge=0, le=100,
         description="Weight of distillation towards the champion's predictions on replayed rows (LwF); 0 = off.",
@@ -144,6 +154,12 @@ class MlflowSection(_Section):
     artifact_location: str = Field("", description="Where run artifacts go; empty = <state_dir>/mlartifacts.")
     model_name: str = Field("cltool-sentiment", min_length=1, description="Registered model name.")
     experiment: str = Field("cltool", min_length=1, description="Experiment that holds the cycle runs.")
+    keep_versions: int = Field(
+        20, ge=0,
+        description="Retention: the newest N registered versions keep their weights, and so does every version "
+                    "that holds an alias or ever was champion; older rejected candidates lose their weights after "
+                    "each cycle (their run, metrics and reports stay; `cltool prune`). 0 = keep all.",
+    )
 
 
 class StoreSection(_Section):

@@ -87,6 +87,9 @@ class ModelCache:
         shutil.rmtree(partial, ignore_errors=True)
         return target
 
+    def evict(self, version: str) -> None:
+        shutil.rmtree(self.root / f"v{version}", ignore_errors=True)
+
     def prune(self, keep: set[str]) -> None:
         if not self.root.is_dir():
             return

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from daemon import continual, evidence
+from daemon import continual, evidence, retention
 from daemon.context import Context
 from daemon.errors import CltoolError
 from daemon.monitor import drift_report
@@ -115,7 +115,7 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     replay_policy = _replay_policy(ctx, champion.version if champion else None, past_train)
     replay = replay_policy.sample(past_train, round(s.replay.ratio * len(new_train)), s.labels, s.train.seed)
     device = None if s.train.device == "auto" else s.train.device
-    incumbent = Predictor(champion_dir, device=device, max_length=s.model.max_length) if champion_dir else None
+    incumbent = ctx.predictor(champion.version) if champion else None
     train_rows = _training_rows(s, new_train, replay, incumbent)
     val = pd.concat([evidence.split(new, "val"),
                      evidence.stratified_cap(evidence.split(past, "val"), max(len(evidence.split(new, "val")), 50),
@@ -196,6 +196,10 @@ def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against,
     ctx.store.append("cycle.finished", outcome, version=version, payload={"cycle_id": cycle_id})
     keep = {v for v in (keeper.alias_version("champion"), keeper.alias_version("previous_champion")) if v}
     ctx.models.prune(keep)
+    try:
+        retention.prune(ctx, ctx.settings.mlflow.keep_versions, actor="daemon")
+    except Exception:  # retention must never fail a cycle whose decision is already recorded; it retries next time
+        log.exception("retention: pruning old versions failed")
     return CycleResult(cycle_id, outcome, reasons, version, metrics)
 
 
@@ -286,6 +290,7 @@ def _train_config(s) -> TrainConfig:
                        device=None if s.train.device == "auto" else s.train.device,
                        class_weighting=s.train.class_weighting, precision=s.train.precision,
                        lora_rank=s.train.lora_rank, label_smoothing=s.train.label_smoothing,
+                       layer_lr_decay=s.train.layer_lr_decay, ema_decay=s.train.ema_decay,
                        distill_alpha=s.train.distill_alpha, distill_temperature=s.train.distill_temperature)
 
 

@@ -26,6 +26,14 @@ LOCK_HINT = ("A cycle or another `cltool promote/rollback` is moving aliases rig
              "try again in a moment.")
 
 
+def _check_weights(info) -> None:  # noqa: ANN001 (a registry VersionInfo)
+    """Refuse to serve a version whose weights retention deleted (daemon/retention.py)."""
+    from registry.models import ModelRegistry
+
+    if ModelRegistry.PRUNED_TAG in info.tags:
+        raise PromotionRefused(info.version, f"its weights were deleted ({info.tags[ModelRegistry.PRUNED_TAG]})")
+
+
 @dataclass(frozen=True)
 class Move:
     event: Event
@@ -52,6 +60,7 @@ class AliasKeeper:
                                             "--reason to promote it anyway")
         with self.lock():
             self.reconcile(locked=True)
+            _check_weights(self.registry.get_version(version))  # under the lock: retention prunes under it too
             current = self.registry.get_alias("champion")
             if current is not None and current.version == version:
                 raise PromotionRefused(version, "it is already the champion")
@@ -69,7 +78,7 @@ class AliasKeeper:
                 raise PromotionRefused(to or "(none)", "there is no champion to roll back")
             if target is None:
                 raise PromotionRefused("(none)", "there is no previous_champion; name one with --to VERSION")
-            self.registry.get_version(target)  # an unknown version fails here, before any event
+            _check_weights(self.registry.get_version(target))  # an unknown or pruned version fails here, before any event
             if target == current.version:
                 raise PromotionRefused(target, "it is already the champion")
             event = self.store.append("rollback", reason, version=target, actor=actor,

@@ -73,6 +73,25 @@ class NoRollbackTargetError(RegistryError, LookupError):
         )
 
 
+class WeightsKeptError(RegistryError, ValueError):
+    """delete_weights() on a version that must keep them (an alias points at it) or cannot lose them."""
+
+    def __init__(self, model: str, version: str, why: str) -> None:
+        self.model, self.version = model, version
+        super().__init__(f"version {version} of {model!r} keeps its weights: {why}")
+
+
+class WeightsPrunedError(RegistryError, LookupError):
+    """A download of a version whose weights retention deleted."""
+
+    def __init__(self, model: str, version: str, note: str) -> None:
+        self.model, self.version, self.note = model, version, note
+        super().__init__(
+            f"version {version} of {model!r} has no weights any more ({note}); its run, metrics and "
+            "reports are still in MLflow"
+        )
+
+
 class InvalidModelDirError(RegistryError, ValueError):
     """A model folder that is not what save_pretrained writes."""
 

@@ -28,6 +28,8 @@ from registry.errors import (
     RegistryUnavailable,
     UnknownAliasError,
     UnknownVersionError,
+    WeightsKeptError,
+    WeightsPrunedError,
 )
 from registry.limits import MAX_VERSION_TAG_VALUE_LENGTH, tags_for_mlflow
 from registry.records import AliasMove, VersionInfo, version_info
@@ -40,6 +42,7 @@ class ModelRegistry:
     """Runs, versions and aliases of one registered model in one MLflow store."""
 
     ALIASES = ("champion", "challenger", "previous_champion")
+    PRUNED_TAG = "cltool.pruned"  # on a version whose weights were deleted; the value says when and why
 
     def __init__(
         self,
@@ -143,10 +146,14 @@ class ModelRegistry:
             raise
         return self._info(mv, self._alias_map())
 
-    def list_versions(self) -> list[VersionInfo]:
-        """Every version, newest first."""
+    def list_versions(self, with_metrics: bool = True) -> list[VersionInfo]:
+        """Every version, newest first. `with_metrics=False` skips reading each version's run (one
+        store query per version) and leaves `metrics` empty."""
         versions = self._search_versions()
         aliases = self._alias_map()
+        if not with_metrics:
+            return [version_info(mv, tuple(sorted(a for a, v in aliases.items() if v == str(mv.version))), {})
+                    for mv in versions]
         return [self._info(mv, aliases) for mv in versions]
 
     def get_alias(self, alias: str) -> VersionInfo | None:
@@ -275,11 +282,35 @@ class ModelRegistry:
         version = self.get_version(version).version
         self._connect().update_model_version(self.model_name, version, description=text)
 
+    def delete_weights(self, version: str, note: str) -> None:
+        """Delete a version's model files (its MLflow LoggedModel's artifacts) and tag it `cltool.pruned`
+        with `note`. Its registry entry, run, params, metrics and reports stay, so it can still be
+        reviewed; it can no longer be downloaded, served or promoted. Refused while an alias points at it.
+
+        Files first, tag second: a crash between the two leaves an untagged version without files,
+        and calling again finishes (deleting what is already gone is not an error)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        info = self.get_version(version)
+        if info.aliases:
+            raise WeightsKeptError(self.model_name, info.version, f"it is the {' and '.join(info.aliases)}")
+        if not info.source.startswith("models:/m-"):
+            raise WeightsKeptError(self.model_name, info.version,
+                                   f"its source {info.source!r} is not an MLflow logged model")
+        client = self._connect()
+        location = client.get_logged_model(info.source.removeprefix("models:/")).artifact_location
+        get_artifact_repository(location).delete_artifacts()
+        client.set_model_version_tag(self.model_name, info.version, self.PRUNED_TAG, note)
+        log.info("deleted the weights of %s version %s (%s)", self.model_name, info.version, note)
+
     def download_model(self, version: str, dst: Path) -> Path:
         """A folder with config, safetensors weights and tokenizer, ready for from_pretrained."""
         from registry.download import download_transformers_model
 
-        version = self.get_version(version).version
+        info = self.get_version(version)
+        if self.PRUNED_TAG in info.tags:
+            raise WeightsPrunedError(self.model_name, info.version, info.tags[self.PRUNED_TAG])
+        version = info.version
         return download_transformers_model(
             client=self._connect(),
             tracking_uri=self.tracking_uri,

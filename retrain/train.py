@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -97,6 +98,18 @@ class TrainConfig:
                           '"bf16" (mixed precision on CPU too: 1.7x faster training on an AVX512-BF16 CPU, '
                           'bench/precision.py; slower on CPUs without).'},
     )
+    layer_lr_decay: float = field(
+        default=1.0,
+        metadata={"help": "Layer-wise learning-rate decay, in (0, 1]: the head trains at `learning_rate`, each "
+                          "encoder layer below it at this factor times the layer above, the embeddings "
+                          "lowest; 1 = one rate for all."},
+    )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={"help": "Per-step decay of an exponential moving average of the weights, in [0, 1); at each "
+                          "epoch's end the average is scored on val, checkpointed and, after the last epoch, "
+                          "saved. 0 = off: the weights as trained."},
+    )
     lora_rank: int = field(
         default=0,
         metadata={"help": "Train LoRA adapters of this rank on query/value (through peft) and merge them "
@@ -115,6 +128,8 @@ class TrainConfig:
         _check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, "[0, 1)", high_open=True)
         _check_float("distill_alpha", self.distill_alpha, 0.0, 100.0, "[0, 100]")
         _check_float("distill_temperature", self.distill_temperature, 0.0, 100.0, "(0, 100]", low_open=True)
+        _check_float("layer_lr_decay", self.layer_lr_decay, 0.0, 1.0, "(0, 1]", low_open=True)
+        _check_float("ema_decay", self.ema_decay, 0.0, 1.0, "[0, 1)", high_open=True)
         _check_int("lora_rank", self.lora_rank, 0)
         if self.precision not in PRECISIONS:
             raise InvalidConfigError("precision", self.precision, " or ".join(f'"{p}"' for p in PRECISIONS))
@@ -207,15 +222,59 @@ def continual_loss(
     return loss
 
 
+_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+
+
+def layer_depth(name: str, n_layers: int) -> int:
+    """Where a parameter sits, bottom up: 0 = embeddings, i + 1 = encoder layer i, n_layers + 1 = above the
+    encoder (pooler, classifier head). Works on peft-wrapped names too (`base_model.model.bert...`)."""
+    found = _LAYER.search(name)
+    if found:
+        return int(found.group(1)) + 1
+    return 0 if "embeddings" in name else n_layers + 1
+
+
+def layer_lr_groups(
+    model: torch.nn.Module, learning_rate: float, decay: float, weight_decay: float, decayed: set[str]
+) -> list[dict]:
+    """AdamW parameter groups with layer-wise learning-rate decay: a parameter at depth d (see `layer_depth`)
+    gets `learning_rate * decay ** (top - d)`. `decayed` names the parameters that take weight decay (Trainer
+    exempts biases and LayerNorm). Frozen parameters are left out."""
+    n_layers = model.config.num_hidden_layers
+    top = n_layers + 1
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault((layer_depth(name, n_layers), name in decayed), []).append(param)
+    return [
+        {"params": params, "lr": learning_rate * decay ** (top - depth),
+         "weight_decay": weight_decay if takes_decay else 0.0}
+        for (depth, takes_decay), params in sorted(groups.items())
+    ]
+
+
 class _ContinualTrainer(Trainer):
-    """Trainer whose loss is `continual_loss`: extra row columns (weight, teacher) never reach the model."""
+    """Trainer whose loss is `continual_loss`: extra row columns (weight, teacher) never reach the model;
+    with `layer_lr_decay` < 1 its AdamW gives each layer its own learning rate."""
 
     EXTRA = ("weight", "teacher_probs", "teacher_mask")
 
-    def __init__(self, *args, class_weight=None, loss_options=None, **kwargs):  # noqa: ANN001
+    def __init__(self, *args, class_weight=None, loss_options=None, layer_lr_decay=1.0, **kwargs):  # noqa: ANN001
         """`loss_options`: continual_loss's keyword settings (distill_alpha, temperature, label_smoothing)."""
         super().__init__(*args, **kwargs)
         self.class_weight, self.loss_options = class_weight, loss_options or {}
+        self.layer_lr_decay = layer_lr_decay
+
+    def create_optimizer(self, model=None):  # noqa: ANN001 (Trainer's hook)
+        if self.layer_lr_decay == 1.0 or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        groups = layer_lr_groups(model, self.args.learning_rate, self.layer_lr_decay, self.args.weight_decay,
+                                 set(self.get_decay_parameter_names(model)))
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        # Each group's own "lr" wins over the default in optimizer_kwargs; the scheduler scales them all alike.
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         extra = {name: inputs.get(name) for name in self.EXTRA}
@@ -236,6 +295,40 @@ class _StopWhenAsked(TrainerCallback):
         if self.should_stop():
             control.should_training_stop = True
         return control
+
+
+class WeightAverage(TrainerCallback):
+    """An exponential moving average of the trainable weights, updated after every optimizer step.
+
+    At each epoch's end the average takes the weights' place, so the val score, the checkpoint and,
+    after the last epoch, the saved model are the average's; the next epoch trains on from the raw
+    weights. Early on the decay is capped at (1 + step) / (10 + step), so the first steps' weights do
+    not linger in the average."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.average = [p.detach().float().clone() for p in self.params]
+        self.raw: list[torch.Tensor] | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 (Trainer's hook)
+        decay = min(self.decay, (1 + state.global_step) / (10 + state.global_step))
+        with torch.no_grad():
+            for average, param in zip(self.average, self.params):
+                average.mul_(decay).add_(param.detach().float(), alpha=1 - decay)
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.raw = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for average, param in zip(self.average, self.params):
+                param.copy_(average)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.raw is not None:
+            with torch.no_grad():
+                for raw, param in zip(self.raw, self.params):
+                    param.copy_(raw)
+            self.raw = None
 
 
 def training_arguments(
@@ -351,12 +444,15 @@ def fine_tune(
         class_weight=class_weights(train_ds["labels"], len(labels)) if config.class_weighting else None,
         loss_options={"distill_alpha": config.distill_alpha, "temperature": config.distill_temperature,
                       "label_smoothing": config.label_smoothing},
+        layer_lr_decay=config.layer_lr_decay,
     )
     # disable_tqdm swaps the bars for PrinterCallback, which print()s every log line.
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_LogToLogger())
     if should_stop is not None:  # the caller checks should_stop() again and discards an interrupted model
         trainer.add_callback(_StopWhenAsked(should_stop))
+    if config.ema_decay > 0:  # after Trainer moved the model to its device: the average lives there too
+        trainer.add_callback(WeightAverage(trainer.model, config.ema_decay))
     logger.info(
         "fine-tuning %s on %d rows (%d val) for up to %d epochs on %s",
         init, len(train_ds), len(val_ds) if val_ds is not None else 0, config.epochs, device,

@@ -100,6 +100,8 @@ def test_the_full_mode_measures_the_daemons_default_inside_the_cost_target(tmp_p
     assert full.max_length == ModelSection().max_length
     assert full.class_weighting == TrainSection().class_weighting
     assert full.label_smoothing == TrainSection().label_smoothing
+    assert full.layer_lr_decay == TrainSection().layer_lr_decay
+    assert full.ema_decay == TrainSection().ema_decay
     updates = full.pb_batches + full.tw_batches
     replay_cost = 1 + (updates - 1) * (1 + full.replay_ratio)  # in batches × epochs; update 1 has no past
     joint_cost = sum(range(1, updates + 1))  # joint retrains on everything at every update
@@ -134,6 +136,13 @@ def test_twitter_batches_can_be_larger_than_phrasebank_ones(tmp_path):
     # Label smoothing reaches training, for every strategy; the default is the daemon's (off).
     assert train_config(s, 13, "joint").label_smoothing == 0.1
     assert train_config(same, 13, "naive").label_smoothing == 0.0
+    # Layer-wise learning-rate decay reaches full fine-tuning; LoRA adapters keep one rate.
+    _, decayed = parse(["--data", str(data), "--layer-lr-decay", "0.85"])
+    assert [train_config(decayed, 13, k).layer_lr_decay for k in ("joint", "naive", "lora")] == [0.85, 0.85, 1.0]
+    assert train_config(same, 13, "joint").layer_lr_decay == 1.0
+    _, averaged = parse(["--data", str(data), "--ema-decay", "0.999"])
+    assert [train_config(averaged, 13, k).ema_decay for k in ("joint", "lora")] == [0.999, 0.999]
+    assert train_config(same, 13, "joint").ema_decay == 0.0
 
 
 def test_a_report_written_part_way_names_the_seeds_it_covers(tmp_path):
@@ -151,7 +160,10 @@ def test_a_report_written_part_way_names_the_seeds_it_covers(tmp_path):
 
 @pytest.mark.parametrize("flags,message", [(["--tw-batch-rows", "-5"], "--tw-batch-rows -5: must not be negative"),
                                            (["--batch-rows", "-1"], "--batch-rows -1: must not be negative"),
-                                           (["--label-smoothing", "1.0"], "--label-smoothing 1.0: must be below 1")])
+                                           (["--label-smoothing", "1.0"], "--label-smoothing 1.0: must be below 1"),
+                                           (["--layer-lr-decay", "1.5"], "--layer-lr-decay 1.5: must be in (0, 1]"),
+                                           (["--layer-lr-decay", "0"], "--layer-lr-decay 0.0: must be in (0, 1]"),
+                                           (["--ema-decay", "1"], "--ema-decay 1.0: must be below 1")])
 def test_bad_numbers_are_refused_before_anything_trains(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as caught:
         parse(["--data", str(small_data(tmp_path / "data"))] + flags)

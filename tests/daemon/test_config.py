@@ -122,8 +122,8 @@ def test_train_section_reaches_the_fine_tuning_config(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     settings = load_settings(train={"precision": "bf16", "lora_rank": 4, "distill_alpha": 0.5,
-                                    "label_smoothing": 0.1})
+                                    "label_smoothing": 0.1, "layer_lr_decay": 0.9, "ema_decay": 0.99})
     config = _train_config(settings)
     assert (config.precision, config.lora_rank, config.distill_alpha) == ("bf16", 4, 0.5)
-    assert config.label_smoothing == 0.1
+    assert (config.label_smoothing, config.layer_lr_decay, config.ema_decay) == (0.1, 0.9, 0.99)
     assert config.max_length == settings.model.max_length
