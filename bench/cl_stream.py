@@ -473,7 +473,7 @@ def merge(parts: list[Path], data: Path, out: Path, name: str, command: str) -> 
 
 
 # Flags that override a Settings field of the same name.
-SETTING_FLAGS = ("pb_batches", "tw_batches", "val_share", "seeds", "strategies", "epochs", "batch_rows",
+SETTING_FLAGS = ("pb_batches", "tw_batches", "val_share", "seeds", "strategies", "epochs", "batch_size", "batch_rows",
                  "tw_batch_rows", "test_rows",
                  "max_length", "lora_rank", "reservoir_capacity", "half_life_rows", "learning_rate",
                  "lora_learning_rate", "precision", "replay_ratio", "replay_weight", "distill_alpha",
@@ -503,13 +503,14 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     p.add_argument("--strategies", nargs="+", choices=STRATEGIES)
     p.add_argument("--no-class-weighting", dest="class_weighting", action="store_false", default=None,
                    help="plain cross-entropy instead of the daemon's inverse-class-frequency weights")
-    helps = {"tw_batch_rows": "rows per Twitter batch (default: as many as a PhraseBank batch)",
+    helps = {"batch_size": "rows per training step (default 16, as in the daemon)",
+             "tw_batch_rows": "rows per Twitter batch (default: as many as a PhraseBank batch)",
              "label_smoothing": "share of each target spread over all classes (default 0, as in the daemon)",
              "layer_lr_decay": "each encoder layer learns at this factor times the rate of the layer above, "
                                "the head at --learning-rate (default 1: one rate, as in the daemon)",
              "ema_decay": "score and keep a moving average of the weights with this per-step decay "
                           "(default 0: off, as in the daemon)"}
-    for name in ("epochs", "batch_rows", "tw_batch_rows", "test_rows", "max_length", "lora_rank", "reservoir_capacity",
+    for name in ("epochs", "batch_size", "batch_rows", "tw_batch_rows", "test_rows", "max_length", "lora_rank", "reservoir_capacity",
                  "half_life_rows", "pb_batches", "tw_batches"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=helps.get(name))
     p.add_argument("--precision", choices=["bf16", "fp32"],
@@ -527,6 +528,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
         value = getattr(args, name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             p.error(f"{_flag(name)} {value}: must not be negative")
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) == 0:
+            p.error(f"{_flag(name)} 0: must be at least 1")
     if args.label_smoothing is not None and args.label_smoothing >= 1:
         p.error(f"--label-smoothing {args.label_smoothing}: must be below 1")
     if args.layer_lr_decay is not None and not 0 < args.layer_lr_decay <= 1:

@@ -82,6 +82,8 @@ def test_full_mode_defaults_bound_the_reservoir_and_flags_reach_the_settings(tmp
     assert plain.class_weighting is False
     assert train_config(plain, 13, "naive").class_weighting is False
     assert train_config(full, 13, "naive").class_weighting is True
+    _, small_steps = parse(["--data", str(DATA), "--batch-size", "8"])
+    assert train_config(small_steps, 13, "joint").batch_size == 8 and train_config(full, 13, "joint").batch_size == 16
 
 
 def test_a_missing_data_folder_is_named(tmp_path, capsys):
@@ -102,6 +104,7 @@ def test_the_full_mode_measures_the_daemons_default_inside_the_cost_target(tmp_p
     assert full.label_smoothing == TrainSection().label_smoothing
     assert full.layer_lr_decay == TrainSection().layer_lr_decay
     assert full.ema_decay == TrainSection().ema_decay
+    assert full.batch_size == TrainSection().batch_size
     updates = full.pb_batches + full.tw_batches
     replay_cost = 1 + (updates - 1) * (1 + full.replay_ratio)  # in batches × epochs; update 1 has no past
     joint_cost = sum(range(1, updates + 1))  # joint retrains on everything at every update
@@ -163,7 +166,8 @@ def test_a_report_written_part_way_names_the_seeds_it_covers(tmp_path):
                                            (["--label-smoothing", "1.0"], "--label-smoothing 1.0: must be below 1"),
                                            (["--layer-lr-decay", "1.5"], "--layer-lr-decay 1.5: must be in (0, 1]"),
                                            (["--layer-lr-decay", "0"], "--layer-lr-decay 0.0: must be in (0, 1]"),
-                                           (["--ema-decay", "1"], "--ema-decay 1.0: must be below 1")])
+                                           (["--ema-decay", "1"], "--ema-decay 1.0: must be below 1"),
+                                           (["--batch-size", "0"], "--batch-size 0: must be at least 1")])
 def test_bad_numbers_are_refused_before_anything_trains(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as caught:
         parse(["--data", str(small_data(tmp_path / "data"))] + flags)
