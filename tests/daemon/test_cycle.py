@@ -23,15 +23,20 @@ def tiny_base(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "base", LABELS)
 
 
-@pytest.fixture
-def ctx(tmp_path, tiny_base):
-    settings = load_settings(
-        state_dir=str(tmp_path / "state"), inbox_dir=str(tmp_path / "inbox"),
+def cycle_settings(tmp_path, tiny_base, **sections):
+    """Settings under which the tiny model learns toy_rows in a few seconds; `sections` replace whole sections."""
+    defaults = dict(
         model={"base": str(tiny_base), "max_length": 16},
         train={"epochs": 10, "batch_size": 16, "learning_rate": 0.002, "early_stopping_patience": 0},
         trigger={"min_new_rows": 50}, gate={"first_model_min_macro_f1": 0.0, "min_fresh_rows": 10},
     )
-    return open_context(settings, owner="test")
+    return load_settings(state_dir=str(tmp_path / "state"), inbox_dir=str(tmp_path / "inbox"),
+                         **{**defaults, **sections})
+
+
+@pytest.fixture
+def ctx(tmp_path, tiny_base):
+    return open_context(cycle_settings(tmp_path, tiny_base), owner="test")
 
 
 def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):

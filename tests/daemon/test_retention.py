@@ -89,15 +89,9 @@ def test_cltool_prune_lists_then_deletes(ctx, tmp_path):
 def test_the_daemon_prunes_after_each_cycle(tmp_path, tiny_base):
     from daemon.cycle import maybe_run
     from tests.daemon.conftest import write_csv
-    from tests.daemon.test_cycle import toy_rows
+    from tests.daemon.test_cycle import cycle_settings, toy_rows
 
-    settings = load_settings(
-        state_dir=str(tmp_path / "state"), inbox_dir=str(tmp_path / "inbox"),
-        model={"base": str(tiny_base), "max_length": 16},
-        train={"epochs": 2, "batch_size": 16, "learning_rate": 0.002, "early_stopping_patience": 0},
-        trigger={"min_new_rows": 50}, gate={"first_model_min_macro_f1": 0.0, "min_fresh_rows": 10},
-        mlflow={"keep_versions": 1},
-    )
+    settings = cycle_settings(tmp_path, tiny_base, mlflow={"keep_versions": 1})
     ctx = open_context(settings, owner="test")
     ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(200)))
     assert maybe_run(ctx).version == "1"
