@@ -49,7 +49,8 @@ class TrainSection(_Section):
     early_stopping_patience: int = Field(
         1, ge=0, le=20, description="Epochs without a better val macro-F1 before stopping (0 = never stop early)."
     )
-    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay.")
+    weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps that warm the learning rate up.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto picks CUDA when present.")
     class_weighting: bool = Field(
         True, description="Weight the loss by inverse class frequency (neutral news must not swamp the rest)."

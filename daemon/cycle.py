@@ -284,14 +284,11 @@ def _check_stop(ctx: Context, cycle_id: str, step: str) -> None:
 
 
 def _train_config(s) -> TrainConfig:
-    return TrainConfig(epochs=s.train.epochs, batch_size=s.train.batch_size, learning_rate=s.train.learning_rate,
-                       seed=s.train.seed, max_length=s.model.max_length, weight_decay=s.train.weight_decay,
-                       early_stopping_patience=s.train.early_stopping_patience,
-                       device=None if s.train.device == "auto" else s.train.device,
-                       class_weighting=s.train.class_weighting, precision=s.train.precision,
-                       lora_rank=s.train.lora_rank, label_smoothing=s.train.label_smoothing,
-                       layer_lr_decay=s.train.layer_lr_decay, ema_decay=s.train.ema_decay,
-                       distill_alpha=s.train.distill_alpha, distill_temperature=s.train.distill_temperature)
+    """Every `train.*` key is the TrainConfig field of the same name (checked by
+    tests/daemon/test_config.py); `max_length` comes from `model.*`, and device "auto" is None there."""
+    values = s.train.model_dump()
+    values["device"] = None if values["device"] == "auto" else values["device"]
+    return TrainConfig(**values, max_length=s.model.max_length)
 
 
 def gate_policy(gate: dict[str, Any]) -> GatePolicy:

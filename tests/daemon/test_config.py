@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config import Settings, load_settings, render_toml
+from daemon.config import TrainSection, Settings, load_settings, render_toml
 from daemon.errors import ConfigError, ConfigFileError
 
 REQUIRED_KEYS = ["state_dir", "inbox_dir", "labels", "model.base", "model.max_length", "train.epochs",
@@ -117,13 +117,25 @@ def test_scheduler_busy_skips_are_not_logged_but_other_warnings_are():
         root.setLevel(saved[1])
 
 
+def test_every_train_key_is_a_fine_tuning_setting():
+    from dataclasses import fields
+
+    from retrain.train import TrainConfig
+
+    # _train_config passes the section through by name: a key without a TrainConfig field would fail
+    # there, and one TrainConfig has that the section lacks could never be configured.
+    assert set(TrainSection.model_fields) == {f.name for f in fields(TrainConfig)} - {"max_length"}
+
+
 def test_train_section_reaches_the_fine_tuning_config(tmp_path, monkeypatch):
     from daemon.cycle import _train_config
 
     monkeypatch.chdir(tmp_path)
     settings = load_settings(train={"precision": "bf16", "lora_rank": 4, "distill_alpha": 0.5,
-                                    "label_smoothing": 0.1, "layer_lr_decay": 0.9, "ema_decay": 0.99})
+                                    "label_smoothing": 0.1, "layer_lr_decay": 0.9, "ema_decay": 0.99,
+                                    "warmup_ratio": 0.2})
     config = _train_config(settings)
     assert (config.precision, config.lora_rank, config.distill_alpha) == ("bf16", 4, 0.5)
     assert (config.label_smoothing, config.layer_lr_decay, config.ema_decay) == (0.1, 0.9, 0.99)
+    assert config.warmup_ratio == 0.2
     assert config.max_length == settings.model.max_length
