@@ -99,7 +99,7 @@ class DriftMonitor:
             rows = _sample(rows, s.drift.max_rows, s.drift.seed)
             outputs = None
             if champion is not None:
-                outputs = model_outputs(self._model(champion.version), rows["text"].tolist())
+                outputs = model_outputs(self.ctx.predictor(champion.version), rows["text"].tolist())
             results, skipped = reference.suite.score(rows["text"].tolist(), rows["label"].tolist(), outputs)
         except Exception as exc:  # monitoring must never stop learning; the skip says why
             log.exception("drift scoring of batch %s failed", batch.batch_id)
@@ -194,7 +194,7 @@ class DriftMonitor:
         vocabulary = None
         baseline, baseline_source = None, None
         if champion is not None:
-            model = self._model(champion.version)
+            model = self.ctx.predictor(champion.version)
             outputs = model_outputs(model, model_rows["text"].tolist())
             vocabulary = _vocabulary(model)
             for name in ("regression_macro_f1", "fresh_macro_f1"):
@@ -208,9 +208,6 @@ class DriftMonitor:
                 "baseline_macro_f1": baseline, "baseline_source": baseline_source}
         self._reference = _Reference(key, suite, info)
         return self._reference
-
-    def _model(self, version: str):
-        return self.ctx.predictor(version)
 
 
 def drift_report(ctx: Context, batch_ids: list[str]) -> dict[str, Any] | None:

@@ -127,9 +127,9 @@ class ModelRegistry:
                 return {}
             raise
 
-    def _info(self, mv: Any, aliases: Mapping[str, str]) -> VersionInfo:
+    def _info(self, mv: Any, aliases: Mapping[str, str], with_metrics: bool = True) -> VersionInfo:
         mine = tuple(sorted(a for a, v in aliases.items() if v == str(mv.version)))
-        return version_info(mv, mine, self._run_metrics(mv.run_id))
+        return version_info(mv, mine, self._run_metrics(mv.run_id) if with_metrics else {})
 
     def get_version(self, version: str) -> VersionInfo:
         from mlflow.exceptions import MlflowException
@@ -151,10 +151,7 @@ class ModelRegistry:
         store query per version) and leaves `metrics` empty."""
         versions = self._search_versions()
         aliases = self._alias_map()
-        if not with_metrics:
-            return [version_info(mv, tuple(sorted(a for a, v in aliases.items() if v == str(mv.version))), {})
-                    for mv in versions]
-        return [self._info(mv, aliases) for mv in versions]
+        return [self._info(mv, aliases, with_metrics) for mv in versions]
 
     def get_alias(self, alias: str) -> VersionInfo | None:
         self._check_alias(alias)
