@@ -131,18 +131,20 @@ def test_daemon_serves_metrics_that_move_on_drift_and_posts_alerts_to_a_webhook(
 
         # Batch 1 bootstraps the champion (nothing to compare it with yet: not scored for drift).
         drop(inbox, "a.csv", rows(300, 0))
-        wait_for("champion v1", lambda: scrape(base).get(("cltool_champion_info", (("version", "1"),))) == 1,
-                 daemon, log)
-        first = scrape(base)
-        assert first[("cltool_cycles_total", (("outcome", "PROMOTE"),))] == 1
+        # The alias moves inside the cycle, before the cycle records its outcome: wait for both, or a
+        # scrape between the two sees the champion without the PROMOTE count.
+        promoted = ("cltool_cycles_total", (("outcome", "PROMOTE"),))
+        first = wait_for("champion v1 and its cycle counted", lambda: (m := scrape(base)).get(
+            ("cltool_champion_info", (("version", "1"),))) == 1 and m.get(promoted) == 1 and m, daemon, log)
         assert first[("cltool_promotions_total", (("actor_kind", "gate"),))] == 1
         assert first[("cltool_last_successful_cycle_timestamp_seconds", ())] > time.time() - 300
 
         # A negative surge: the alert opens at once (open_after = 1), the metrics and the webhook say so.
         drop(inbox, "b.csv", rows(150, 10000, SURGE))
         surge = ("cltool_drift_state", (("detector", "negative_surge"),))
-        after = wait_for("negative_surge alert in /metrics", lambda: (m := scrape(base)).get(surge) == 1 and m,
-                         daemon, log)
+        # One scored event sets every detector's gauges in turn: wait for the last of them too.
+        after = wait_for("negative_surge alert in /metrics", lambda: (m := scrape(base)).get(surge) == 1
+                         and ("cltool_live_macro_f1", ()) in m and m, daemon, log)
         assert after[("cltool_drift_score", (("detector", "negative_surge"),))] >= 0.10
         assert after[("cltool_drift_window_drifted", (("detector", "label_mix"),))] == 1
         assert 0 <= after[("cltool_live_macro_f1", ())] <= 1
