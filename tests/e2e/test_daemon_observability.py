@@ -136,6 +136,7 @@ def test_daemon_serves_metrics_that_move_on_drift_and_posts_alerts_to_a_webhook(
         promoted = ("cltool_cycles_total", (("outcome", "PROMOTE"),))
         first = wait_for("champion v1 and its cycle counted", lambda: (m := scrape(base)).get(
             ("cltool_champion_info", (("version", "1"),))) == 1 and m.get(promoted) == 1 and m, daemon, log)
+        assert first[promoted] == 1
         assert first[("cltool_promotions_total", (("actor_kind", "gate"),))] == 1
         assert first[("cltool_last_successful_cycle_timestamp_seconds", ())] > time.time() - 300
 
