@@ -73,7 +73,6 @@ class Settings:
     layer_lr_decay: float = 1.0  # the daemon's default: one learning rate for every layer
     ema_decay: float = 0.0  # the daemon's default: the weights as trained, no moving average
     class_weighting: bool = True  # the daemon's default: inverse class frequency weights in the loss
-    pooling: str = "cls"  # the daemon's default: BERT's [CLS] pooler under a new head
     pb_batches: int = 3
     tw_batches: int = 3
     batch_rows: int = 250  # 0 = all PhraseBank train rows in pb_batches; Twitter batches the same size
@@ -159,8 +158,7 @@ def train_config(s: Settings, seed: int, strategy: str) -> TrainConfig:
                        lora_rank=s.lora_rank if strategy == "lora" else 0,
                        distill_alpha=s.distill_alpha if strategy == "distill" else 0.0,
                        label_smoothing=s.label_smoothing,
-                       layer_lr_decay=1.0 if strategy == "lora" else s.layer_lr_decay, ema_decay=s.ema_decay,
-                       pooling=s.pooling)
+                       layer_lr_decay=1.0 if strategy == "lora" else s.layer_lr_decay, ema_decay=s.ema_decay)
 
 
 def evaluate(model_dir: Path, tests: dict[str, pd.DataFrame], s: Settings, domains: list[str]) -> list[float | None]:
@@ -479,7 +477,7 @@ SETTING_FLAGS = ("pb_batches", "tw_batches", "val_share", "seeds", "strategies",
                  "tw_batch_rows", "test_rows",
                  "max_length", "lora_rank", "reservoir_capacity", "half_life_rows", "learning_rate",
                  "lora_learning_rate", "precision", "replay_ratio", "replay_weight", "distill_alpha",
-                 "label_smoothing", "layer_lr_decay", "ema_decay", "class_weighting", "pooling")
+                 "label_smoothing", "layer_lr_decay", "ema_decay", "class_weighting")
 
 
 def _flag(name: str) -> str:
@@ -515,8 +513,6 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     for name in ("epochs", "batch_size", "batch_rows", "tw_batch_rows", "test_rows", "max_length", "lora_rank", "reservoir_capacity",
                  "half_life_rows", "pb_batches", "tw_batches"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=helps.get(name))
-    p.add_argument("--pooling", choices=["cls", "mean"],
-                   help="a new head reads BERT's [CLS] pooler (default, as in the daemon) or the mean of the token states")
     p.add_argument("--precision", choices=["bf16", "fp32"],
                    help="bf16 (default): mixed precision, about 1.7x faster on CPUs with AVX512-BF16; fp32: exact")
     for name in ("learning_rate", "lora_learning_rate", "replay_ratio", "replay_weight", "distill_alpha",

@@ -17,7 +17,6 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
-from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
 from retrain.errors import InvalidLabelsError, LabelMismatchError, ModelSourceError
@@ -38,53 +37,6 @@ _TINY = dict(
     intermediate_size=64,
     max_position_embeddings=128,
 )
-
-
-# How a classifier turns token states into one vector: "cls" is BERT's own head (the [CLS] state
-# through the pooler); "mean" averages the token states, which is how sentence-transformers
-# models such as all-MiniLM-L6-v2 were trained to embed a sentence.
-POOLINGS = ("cls", "mean")
-
-
-class MeanPoolingBertConfig(BertConfig):
-    """A BertConfig whose classifier reads the mean of the token states (see POOLINGS)."""
-
-    model_type = "cltool-bert-mean-pooling"
-
-
-class BertMeanPoolingForSequenceClassification(BertForSequenceClassification):
-    """BertForSequenceClassification with the [CLS] pooler replaced by a mean over the real tokens.
-
-    The parameter names are BERT's (`bert.*`, `classifier.*`), so an encoder checkpoint loads into
-    it unchanged; only the pooler's weights are left out. Registered with the Auto classes below, so
-    a saved one loads through AutoModelForSequenceClassification like any other classifier."""
-
-    config_class = MeanPoolingBertConfig
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert.pooler = None
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,  # noqa: ANN001, ANN201
-                inputs_embeds=None, labels=None, **kwargs):
-        outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                            position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
-        states = outputs.last_hidden_state
-        if attention_mask is None:
-            pooled = states.mean(dim=1)
-        else:
-            mask = attention_mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        logits = self.classifier(self.dropout(pooled))
-        loss = None
-        if labels is not None:
-            loss = torch.nn.functional.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                        attentions=outputs.attentions)
-
-
-AutoConfig.register(MeanPoolingBertConfig.model_type, MeanPoolingBertConfig)
-AutoModelForSequenceClassification.register(MeanPoolingBertConfig, BertMeanPoolingForSequenceClassification)
 
 
 def resolve_base(name: str) -> str:
@@ -157,7 +109,7 @@ def _no_load_report() -> Iterator[None]:
 
 
 def load_for_training(
-    source: str | Path, labels: list[str], pooling: str = "cls"
+    source: str | Path, labels: list[str]
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a sequence classifier and its tokenizer from a local directory or a hub id.
 
@@ -185,14 +137,13 @@ def load_for_training(
             if existing is not None:
                 model = AutoModelForSequenceClassification.from_pretrained(source)
             else:
-                head = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                            label2id={label: i for i, label in enumerate(labels)})
                 with _no_load_report():  # it lists the new head as MISSING, which is the point here
-                    if pooling == "mean":
-                        mean_config = MeanPoolingBertConfig(**{**config.to_dict(), **head})
-                        model = BertMeanPoolingForSequenceClassification.from_pretrained(source, config=mean_config)
-                    else:
-                        model = AutoModelForSequenceClassification.from_pretrained(source, **head)
+                    model = AutoModelForSequenceClassification.from_pretrained(
+                        source,
+                        num_labels=len(labels),
+                        id2label=dict(enumerate(labels)),
+                        label2id={label: i for i, label in enumerate(labels)},
+                    )
             tokenizer = AutoTokenizer.from_pretrained(source)
         except OSError as exc:
             raise ModelSourceError(source, f"{type(exc).__name__}: {exc}") from exc

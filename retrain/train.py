@@ -36,7 +36,7 @@ from retrain.data import to_dataset
 from retrain.defaults import MAX_LENGTH
 from retrain.devices import resolve_device
 from retrain.errors import EmptyTrainingSetError, InvalidConfigError, NonFiniteLossError
-from retrain.modeling import POOLINGS, load_for_training, quiet_progress
+from retrain.modeling import load_for_training, quiet_progress
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +110,6 @@ class TrainConfig:
                           "epoch's end the average is scored on val, checkpointed and, after the last epoch, "
                           "saved. 0 = off: the weights as trained."},
     )
-    pooling: str = field(
-        default="cls",
-        metadata={"help": '"cls" (BERT\'s pooler on the [CLS] state) or "mean" (the mean of the token states) '
-                          "for a new head; a model that already has a head keeps its own."},
-    )
     lora_rank: int = field(
         default=0,
         metadata={"help": "Train LoRA adapters of this rank on query/value (through peft) and merge them "
@@ -136,8 +131,6 @@ class TrainConfig:
         _check_float("layer_lr_decay", self.layer_lr_decay, 0.0, 1.0, "(0, 1]", low_open=True)
         _check_float("ema_decay", self.ema_decay, 0.0, 1.0, "[0, 1)", high_open=True)
         _check_int("lora_rank", self.lora_rank, 0)
-        if self.pooling not in POOLINGS:
-            raise InvalidConfigError("pooling", self.pooling, " or ".join(f'"{p}"' for p in POOLINGS))
         if self.precision not in PRECISIONS:
             raise InvalidConfigError("precision", self.precision, " or ".join(f'"{p}"' for p in PRECISIONS))
         if self.device not in (None, "cpu", "cuda"):
@@ -428,7 +421,7 @@ def fine_tune(
 
     # Seed before loading: a fresh classification head is drawn from the global RNG.
     set_seed(config.seed)
-    model, tokenizer = load_for_training(init, labels, config.pooling)
+    model, tokenizer = load_for_training(init, labels)
     train_ds = to_dataset(train_rows, tokenizer, labels, config.max_length)
     has_val = val_rows is not None and len(val_rows) > 0
     val_ds = to_dataset(val_rows, tokenizer, labels, config.max_length) if has_val else None
