@@ -111,6 +111,14 @@ def test_deploy_files_start_real_cli_commands():
     assert "run" in commands
 
 
+def test_kubernetes_runs_the_image_as_its_own_user():
+    uid = int(re.search(r"useradd .*--uid (\d+)", (DEPLOY / "Dockerfile").read_text()).group(1))
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "cltool.yaml").read_text()))
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    # fsGroup makes the volume writable by that user; another uid could not write its state.
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": uid, "fsGroup": uid}
+
+
 def test_the_image_copies_what_exists_and_pins_the_projects_torch():
     for line in dockerfile_lines():
         if line.startswith("COPY "):
