@@ -28,6 +28,13 @@ def dockerfile_lines() -> list[str]:
     return [line.strip() for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.strip()]
 
 
+def dockerfile_match(pattern: str) -> str:
+    """The first group of `pattern` in the Dockerfile (a line-anchored search)."""
+    found = re.search(pattern, "\n".join(dockerfile_lines()), re.M)
+    assert found, f"the Dockerfile has no line matching {pattern}"
+    return found.group(1)
+
+
 def dockerfile_env() -> dict[str, str]:
     pairs = [word.split("=", 1) for line in dockerfile_lines() if line.startswith("ENV ")
              for word in shlex.split(line.removeprefix("ENV "))]
@@ -38,16 +45,23 @@ def compose_service() -> dict:
     return yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["cltool"]
 
 
-def k8s_container() -> dict:
+def k8s_pod() -> dict:
     docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "cltool.yaml").read_text()))
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
-    return deployment["spec"]["template"]["spec"]["containers"][0]
+    return next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+
+
+def k8s_container() -> dict:
+    return k8s_pod()["containers"][0]
+
+
+def systemd_values(key: str) -> list[str]:
+    """The values of every `key=` line of the systemd unit."""
+    lines = (DEPLOY / "systemd" / "cltool.service").read_text().splitlines()
+    return [line.removeprefix(key + "=") for line in lines if line.startswith(key + "=")]
 
 
 def systemd_env() -> dict[str, str]:
-    lines = (DEPLOY / "systemd" / "cltool.service").read_text().splitlines()
-    return dict(word.split("=", 1) for line in lines if line.startswith("Environment=")
-                for word in shlex.split(line.removeprefix("Environment=")))
+    return dict(word.split("=", 1) for value in systemd_values("Environment") for word in shlex.split(value))
 
 
 def cltool_env() -> list[tuple[str, str, str]]:
@@ -98,25 +112,20 @@ def test_kubernetes_probes_ask_paths_the_health_server_answers():
 
 
 def test_deploy_files_start_real_cli_commands():
-    commands = set(cli.commands)
-    exec_start = next(line for line in (DEPLOY / "systemd" / "cltool.service").read_text().splitlines()
-                      if line.startswith("ExecStart="))
     started = {
-        "Dockerfile CMD": re.search(r'^CMD \["(\w+)"\]', "\n".join(dockerfile_lines()), re.M).group(1),
+        "Dockerfile CMD": dockerfile_match(r'^CMD \["(\w+)"\]'),
         "compose command": compose_service()["command"][0],
         "kubernetes args": k8s_container()["args"][0],
-        "systemd ExecStart": shlex.split(exec_start)[-1],
+        "systemd ExecStart": shlex.split(systemd_values("ExecStart")[0])[-1],
     }
     assert started == dict.fromkeys(started, "run")
-    assert "run" in commands
+    assert "run" in cli.commands
 
 
 def test_kubernetes_runs_the_image_as_its_own_user():
-    uid = int(re.search(r"useradd .*--uid (\d+)", (DEPLOY / "Dockerfile").read_text()).group(1))
-    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "cltool.yaml").read_text()))
-    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    uid = int(dockerfile_match(r"useradd .*--uid (\d+)"))
     # fsGroup makes the volume writable by that user; another uid could not write its state.
-    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": uid, "fsGroup": uid}
+    assert k8s_pod()["securityContext"] == {"runAsNonRoot": True, "runAsUser": uid, "fsGroup": uid}
 
 
 def test_the_image_copies_what_exists_and_pins_the_projects_torch():
@@ -124,5 +133,5 @@ def test_the_image_copies_what_exists_and_pins_the_projects_torch():
         if line.startswith("COPY "):
             for source in shlex.split(line)[1:-1]:
                 assert (REPO / source).exists(), f"Dockerfile copies {source}, which the repository lacks"
-    pinned = re.search(r'"torch==([^"]+)"', (DEPLOY / "Dockerfile").read_text()).group(1)
+    pinned = dockerfile_match(r'"torch==([^"]+)"')
     assert f"torch=={pinned}" in (REPO / "constraints.txt").read_text().splitlines()
