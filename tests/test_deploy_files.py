@@ -6,6 +6,7 @@ drifts silently between the code and these files: a renamed setting, a moved end
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import urllib.request
@@ -24,6 +25,7 @@ DEPLOY = REPO / "deploy"
 PORT = ObserveSection.model_fields["port"].default
 
 
+@functools.cache  # each file is read and parsed once; callers only read the result
 def dockerfile_lines() -> list[str]:
     return [line.strip() for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.strip()]
 
@@ -41,10 +43,12 @@ def dockerfile_env() -> dict[str, str]:
     return dict(pairs)
 
 
+@functools.cache  # each file is read and parsed once; callers only read the result
 def compose_service() -> dict:
     return yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["cltool"]
 
 
+@functools.cache  # each file is read and parsed once; callers only read the result
 def k8s_pod() -> dict:
     docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "cltool.yaml").read_text()))
     return next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
