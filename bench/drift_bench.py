@@ -38,10 +38,10 @@ import pandas as pd
 
 from daemon.config import load_settings
 from daemon.context import open_context
-from daemon.cycle import run_cycle
+from daemon.cycle.run import run_cycle
 from daemon.drift import Hysteresis
 from daemon.drift.suite import DETECTORS, model_outputs
-from daemon.monitor import DriftMonitor
+from daemon.monitoring.drift_pass import DriftMonitor
 from retrain.evaluation import Predictor
 
 LABELS = ["negative", "neutral", "positive"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from daemon.validate import split_of, text_hash
+from daemon.ingest.validate import split_of, text_hash
 from retrain.evaluation import Predictor, score
 from retrain.modeling import PACKAGED_BASE, resolve_base
 from retrain.train import TrainConfig, fine_tune

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from daemon.config import Settings
-from daemon.inbox import Inbox
-from daemon.promotion import AliasKeeper
-from daemon.store import StateStore, utcnow
+from daemon.ingest.inbox import Inbox
+from daemon.promotion.aliases import AliasKeeper
+from daemon.state.store import StateStore, utcnow
 from registry.models import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,9 @@ class Context:
         if version in self._predictors:
             self._predictors.move_to_end(version)
             return self._predictors[version]
-        from retrain.evaluation import Predictor  # imports torch: not for `cltool status` and friends
+        from retrain.evaluation import (
+            Predictor,  # imports torch: not for `cltool status` and friends
+        )
 
         s = self.settings
         device = None if s.train.device == "auto" else s.train.device

@@ -1,6 +1,6 @@
 """The daemon's error tree. Each error builds its message from the values that caused it.
 
-Only `daemon.cli` turns these into exit codes and messages; library code raises.
+Only `daemon.cli.main` turns these into exit codes and messages; library code raises.
 """
 
 from __future__ import annotations

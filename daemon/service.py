@@ -22,13 +22,14 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from daemon import watch
+from daemon import events
 from daemon.context import Context
-from daemon.cycle import CycleAborted, awaiting_data, maybe_run
-from daemon.locks import DAEMON_LOCK, Locks
-from daemon.monitor import DriftMonitor
-from daemon.telemetry import Telemetry, make_sink
-from daemon.validate import FORMATS
+from daemon.cycle.run import CycleAborted, awaiting_data, maybe_run
+from daemon.ingest.validate import FORMATS
+from daemon.monitoring import probation
+from daemon.monitoring.drift_pass import DriftMonitor
+from daemon.state.locks import DAEMON_LOCK, Locks
+from daemon.telemetry.exporter import Telemetry, make_sink
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,10 @@ class Daemon:
             log.warning("recovered: %s", line)
         self.ctx.keeper.reconcile()
         shutil.rmtree(self.ctx.settings.work_dir / "tmp", ignore_errors=True)
-        self.ctx.store.append("daemon.started", f"leader {self.ctx.owner}", actor=self.ctx.owner)
+        self.ctx.store.append(events.DAEMON_STARTED, f"leader {self.ctx.owner}", actor=self.ctx.owner)
 
     def shut_down(self, why: str) -> None:
-        self.ctx.store.append("daemon.stopped", why, actor=self.ctx.owner)
+        self.ctx.store.append(events.DAEMON_STOPPED, why, actor=self.ctx.owner)
         self.locks.release(DAEMON_LOCK, self.ctx.owner)
 
     def run_once(self) -> list:
@@ -140,7 +141,7 @@ class Daemon:
     def watch(self) -> None:
         """Probation of a freshly promoted champion; cheap when no batch arrived since the last look."""
         if self.ctx.settings.watch.enabled:
-            verdict = watch.check(self.ctx)
+            verdict = probation.check(self.ctx)
             if verdict is not None and verdict.action == "rolled_back":
                 log.warning("rolled back v%s to v%s", verdict.champion, verdict.previous)
 
@@ -177,10 +178,10 @@ class Daemon:
             return  # the last file is not learned yet (a WAIT decision means: feed more)
         # Each file is fed once: its `demo.fed` event is written before the copy, so neither a poll
         # racing this job nor a restart feeds it again.
-        fed = {e.payload.get("file") for e in self.ctx.store.events(types=["demo.fed"])}
+        fed = {e.payload.get("file") for e in self.ctx.store.events(types=[events.DEMO_FED])}
         for path in sorted(self.demo_feed.iterdir()):
             if path.is_file() and path.suffix.lower() in FORMATS and path.name not in fed:
-                self.ctx.store.append("demo.fed", f"{path.name} from {self.demo_feed}", actor=self.ctx.owner,
+                self.ctx.store.append(events.DEMO_FED, f"{path.name} from {self.demo_feed}", actor=self.ctx.owner,
                                       payload={"file": path.name})
                 staging = inbox / f".{path.name}.tmp"
                 shutil.copyfile(path, staging)
@@ -192,11 +193,11 @@ class Daemon:
         if event.code == EVENT_JOB_MISSED:
             log.warning("job %s missed its run at %s (busy or late beyond misfire grace)", event.job_id,
                         event.scheduled_run_time)
-            self.ctx.store.append("job.missed", f"{event.job_id}: late beyond misfire grace", actor=self.ctx.owner,
+            self.ctx.store.append(events.JOB_MISSED, f"{event.job_id}: late beyond misfire grace", actor=self.ctx.owner,
                                   payload={"job_id": event.job_id})
         else:
             log.error("job %s failed: %r", event.job_id, event.exception, exc_info=event.exception)
-            self.ctx.store.append("job.failed", f"{event.job_id}: {event.exception!r}", actor=self.ctx.owner,
+            self.ctx.store.append(events.JOB_FAILED, f"{event.job_id}: {event.exception!r}", actor=self.ctx.owner,
                                   payload={"job_id": event.job_id})
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import cli
+from daemon.cli.main import cli
 from daemon.config import ObserveSection, Settings
-from daemon.observe import HealthServer, Metrics
+from daemon.telemetry import HealthServer, Metrics
 
 yaml = pytest.importorskip("yaml")  # PyYAML arrives with mlflow; not a direct dependency
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from daemon.config import load_settings
-from daemon.inbox import Inbox
-from daemon.store import StateStore
+from daemon.ingest.inbox import Inbox
+from daemon.state.store import StateStore
 
 
 @pytest.fixture

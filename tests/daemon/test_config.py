@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config import TrainSection, Settings, load_settings, render_toml
+from daemon.config import Settings, TrainSection, load_settings, render_toml
 from daemon.errors import ConfigError, ConfigFileError
 
 REQUIRED_KEYS = ["state_dir", "inbox_dir", "labels", "model.base", "model.max_length", "train.epochs",
@@ -128,7 +128,7 @@ def test_every_train_key_is_a_fine_tuning_setting():
 
 
 def test_train_section_reaches_the_fine_tuning_config(tmp_path, monkeypatch):
-    from daemon.cycle import _train_config
+    from daemon.cycle.run import _train_config
 
     monkeypatch.chdir(tmp_path)
     settings = load_settings(train={"precision": "bf16", "lora_rank": 4, "distill_alpha": 0.5,

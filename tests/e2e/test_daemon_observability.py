@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.store import StateStore
+from daemon.state.store import StateStore
 from retrain.modeling import build_tiny_model
 from tests.daemon.conftest import write_csv
-from tests.daemon.test_monitor import LABELS, rows
+from tests.daemon.monitoring.test_drift_pass import LABELS, rows
 
 CLTOOL = str(Path(sys.executable).parent / "cltool")
 SURGE = (6, 1, 1)  # three quarters negative

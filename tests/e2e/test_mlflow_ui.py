@@ -64,7 +64,7 @@ def store(tmp_path_factory):
 
     from daemon.config import load_settings
     from daemon.context import open_context
-    from daemon.cycle import maybe_run
+    from daemon.cycle.run import maybe_run
     from retrain.modeling import build_tiny_model
 
     root = tmp_path_factory.mktemp("ui-store")

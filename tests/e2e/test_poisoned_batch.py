@@ -11,7 +11,7 @@ import pytest
 
 from daemon.config import load_settings
 from daemon.context import open_context
-from daemon.cycle import run_cycle
+from daemon.cycle.run import run_cycle
 
 pytestmark = pytest.mark.integration
 

@@ -5,6 +5,7 @@ import pytest
 
 from daemon.drift import DriftValueError, TextStatsDetector
 
+
 def test_statistics_are_exact():
     detector = TextStatsDetector(vocabulary={"shares", "rose"})
     stats = detector.statistics(["Shares rose 5%", "$AAPL up, see https://x.io now", ""])

@@ -1,0 +1,1 @@
+"""The `cltool` command and its views (the only package that imports click)."""

@@ -1,0 +1,339 @@
+"""The `cltool` command. One short function per command; each docstring is its --help.
+
+Exit codes: 0 done, 1 refused or failed (message says why), 2 bad usage or config, 3 lock held.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from daemon import events
+from daemon.config import load_settings, render_toml
+from daemon.errors import (
+    CltoolError,
+    ConfigError,
+    ConfigFileError,
+    LockHeldError,
+    QuarantinedError,
+)
+
+HIDDEN_BY_DEFAULT = {events.ALIAS_SYNCED, events.CYCLE_STARTED, events.DEMO_FED, events.WATCH_SCORED,
+                     events.DRIFT_SCORED, events.JOB_MISSED, events.OBSERVE_LISTENING}
+
+
+def _actor() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def _fail_cleanly(command):
+    """Turn the project's errors into a one-line message and an exit code; nothing else prints tracebacks."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        from registry.errors import RegistryError
+        from retrain.errors import RetrainError
+
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, ConfigFileError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except LockHeldError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(3)
+        except (CltoolError, RegistryError, RetrainError, FileNotFoundError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _settings(obj: dict[str, Any]):
+    overrides: dict[str, Any] = {}
+    for item in obj.get("sets", ()):
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(item, item, "KEY=VALUE, e.g. --set train.epochs=1")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = overrides
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    for key in ("state_dir", "inbox_dir"):
+        if obj.get(key):
+            overrides[key] = obj[key]
+    settings = load_settings(obj.get("config"), **overrides)
+    from daemon.logs import configure
+
+    configure(settings.log.level, settings.log.format)
+    return settings
+
+
+def _context(obj: dict[str, Any], role: str = "cli"):
+    from daemon.context import open_context
+    from daemon.state.locks import default_owner
+
+    return open_context(_settings(obj), default_owner(role))
+
+
+def _emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="TOML config (else $CLTOOL_CONFIG, else ./cltool.toml).")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Override state_dir.")
+@click.option("--inbox-dir", type=click.Path(file_okay=False), help="Override inbox_dir.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any setting, e.g. --set train.epochs=1.")
+@click.version_option(package_name="cltool")
+@click.pass_context
+def cli(ctx: click.Context, config, state_dir, inbox_dir, sets) -> None:
+    """cltool keeps a text classifier learning from new labeled data without forgetting.
+
+    Drop labeled files (text,label) into the inbox; the daemon validates and records them,
+    fine-tunes the champion on new rows plus a replay of the past, and promotes the candidate
+    (MLflow alias `champion`) only when the gate says it is better on the same evidence.
+    """
+    ctx.obj = {"config": config, "state_dir": state_dir, "inbox_dir": inbox_dir, "sets": sets}
+
+
+@cli.command()
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder for cltool.toml, the inbox and the state.")
+@click.option("--force", is_flag=True, help="Overwrite an existing cltool.toml.")
+@_fail_cleanly
+def init(folder: str, force: bool) -> None:
+    """Write a commented cltool.toml with every setting at its default, and create the inbox."""
+    root = Path(folder)
+    target = root / "cltool.toml"
+    if target.exists() and not force:
+        raise CltoolError(f"{target} exists; pass --force to overwrite it")
+    root.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_toml(), encoding="utf-8")
+    (root / "inbox").mkdir(exist_ok=True)
+    click.echo(f"wrote {target}\ninbox: {root / 'inbox'}\nnext: cltool --config {target} run")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Take the inbox, run one cycle if triggered or requested, then exit.")
+@click.option("--demo-feed", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Demo: copy the files of this folder into the inbox one at a time, each after the last is learned.")
+@click.option("--json", "as_json", is_flag=True, help="With --once: print what happened as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def run(obj, once: bool, demo_feed: Path | None, as_json: bool) -> None:
+    """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it at a safe point)."""
+    from daemon.service import Daemon
+
+    daemon = Daemon(_context(obj, "daemon"), demo_feed=demo_feed)
+    if not once:
+        daemon.run_forever()
+        return
+    ingested, result = daemon.run_once()
+    data = {"ingested": [r.to_dict() for r in ingested], "cycle": result.to_dict() if result else None}
+    lines = [f"{r.file}: {r.status} — {r.reason}" for r in ingested]
+    lines.append(f"cycle: {result.outcome} v{result.version} — {'; '.join(result.reasons)}" if result
+                 else "cycle: not triggered")
+    _emit(data, as_json, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def ingest(obj, files: tuple[Path, ...], as_json: bool) -> None:
+    """Validate and record FILES now (your files are copied, not moved). Exit 1 if any is quarantined."""
+    ctx = _context(obj)
+    ctx.inbox.actor = _actor()
+    results = [ctx.inbox.ingest_copy(path) for path in files]
+    _emit([r.to_dict() for r in results], as_json, "\n".join(f"{r.file}: {r.status} — {r.reason}" for r in results))
+    bad = [r for r in results if r.status == "quarantined"]
+    if bad:
+        raise QuarantinedError(bad[0].quarantine_path, bad[0].reason)
+
+
+@cli.command()
+@click.option("--reason", default="manual request", show_default=True, help="Why (goes in the history).")
+@click.pass_obj
+@_fail_cleanly
+def retrain(obj, reason: str) -> None:
+    """Ask for a cycle now, whatever the trigger says. The daemon (or `run --once`) carries it out."""
+    ctx = _context(obj)
+    ctx.store.append(events.RETRAIN_REQUESTED, reason, actor=_actor())
+    pending = ctx.store.list_batches(pending=True)
+    click.echo(f"cycle requested ({sum(b.n_train for b in pending)} new train rows waiting); "
+               "the running daemon starts it at its next check, or run `cltool run --once`")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def status(obj, as_json: bool) -> None:
+    """Champion, challenger, previous champion, pending rows and the last decision."""
+    from daemon.cli.status import collect, render
+
+    data = collect(_context(obj))
+    _emit(data, as_json, render(data))
+
+
+@cli.command()
+@click.argument("version")
+@click.option("--reason", required=True, help="Why (goes in the history and the registry).")
+@click.option("--force", is_flag=True, help="Promote a version the gate rejected.")
+@click.pass_obj
+@_fail_cleanly
+def promote(obj, version: str, reason: str, force: bool) -> None:
+    """Make VERSION the champion (the old one becomes previous_champion)."""
+    move = _context(obj).keeper.promote(version, reason, actor=_actor(), force=force)
+    forced = " (forced past a REJECT)" if move.event.payload.get("forced") else ""
+    click.echo(f"champion: v{move.champion}{forced}; previous_champion: v{move.previous_champion}")
+
+
+@cli.command()
+@click.option("--reason", required=True, help="Why (goes in the history).")
+@click.option("--to", "to", metavar="VERSION", help="Version to return to (default: previous_champion).")
+@click.pass_obj
+@_fail_cleanly
+def rollback(obj, reason: str, to: str | None) -> None:
+    """Return the champion alias to previous_champion (or --to VERSION)."""
+    move = _context(obj).keeper.rollback(reason, actor=_actor(), to=to)
+    click.echo(f"champion: v{move.champion}; previous_champion: v{move.previous_champion}")
+
+
+@cli.command()
+@click.option("--keep", type=click.IntRange(min=1), metavar="N",
+              help="Keep the weights of the newest N versions (default: mlflow.keep_versions).")
+@click.option("--dry-run", is_flag=True, help="Only list the versions whose weights would be deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def prune(obj, keep: int | None, dry_run: bool, as_json: bool) -> None:
+    """Delete the weights of old versions that cannot serve any more (the daemon does this after each cycle).
+
+    Kept: the newest N versions, every version an alias points at and every version that ever was
+    champion. A pruned version keeps its registry entry, run, metrics and reports (tag cltool.pruned)
+    but can no longer be promoted or rolled back to."""
+    from daemon.promotion import retention
+
+    ctx = _context(obj)
+    keep = keep if keep is not None else ctx.settings.mlflow.keep_versions
+    if keep == 0:
+        _emit([], as_json, "mlflow.keep_versions = 0: every version keeps its weights (pass --keep N)")
+        return
+    found = retention.prune(ctx, keep, actor=_actor(), dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    _emit([{"version": v.version, "created_at": v.created_at.isoformat(), "decision": v.tags.get("cltool.decision"),
+            "deleted": not dry_run} for v in found], as_json,
+          "\n".join(f"{verb} the weights of v{v.version} (created {v.created_at:%Y-%m-%d %H:%M}, "
+                    f"{v.tags.get('cltool.decision', 'no decision')})" for v in found)
+          or f"nothing to prune: the newest {keep} versions, alias holders and former champions keep their weights")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--limit", default=50, show_default=True, help="Newest N events.")
+@click.option("--type", "types", multiple=True, help="Only these event types (repeatable).")
+@click.option("--all", "show_all", is_flag=True, help="Include bookkeeping events (alias.synced, cycle.started).")
+@click.pass_obj
+@_fail_cleanly
+def history(obj, as_json: bool, limit: int, types: tuple[str, ...], show_all: bool) -> None:
+    """The append-only event log: ingests, decisions, promotions, rollbacks, failures."""
+    store = _context(obj).store
+    found = store.events(types=types or None, newest_first=True, limit=None if not (types or show_all) else limit)
+    if not (types or show_all):
+        found = [e for e in found if e.type not in HIDDEN_BY_DEFAULT][:limit]
+    found.reverse()
+    _emit([e.to_dict() for e in found], as_json, "\n".join(
+        f"{e.at:%Y-%m-%d %H:%M:%S} {e.type:<19} {('v' + e.version) if e.version else '-':>5}  {e.actor:<14} "
+        f"{'[forced] ' if e.payload.get('forced') else ''}{e.reason}"
+        for e in found) or "no events yet")
+
+
+@cli.command()
+@click.argument("version")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def explain(obj, version: str, as_json: bool) -> None:
+    """Replay the gate's decision on VERSION from its stored eval report and config, and print why."""
+    from daemon.cli.explain import explain as replay
+    from daemon.cli.explain import render
+
+    data = replay(_context(obj), version)
+    _emit(data, as_json, render(data))
+    if not data["reproduced"]:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def predict(obj, texts: tuple[str, ...], as_json: bool) -> None:
+    """Label TEXTS with the champion: label and its probability."""
+    from daemon.errors import NoChampionError
+    from retrain.evaluation import Predictor
+
+    ctx = _context(obj)
+    champion = ctx.registry.get_alias("champion")
+    if champion is None:
+        raise NoChampionError(ctx.settings.mlflow.model_name)
+    predictor = Predictor(ctx.models.path(champion.version), max_length=ctx.settings.model.max_length)
+    ids, probs = predictor.predict(list(texts))
+    rows = [{"text": t, "label": predictor.labels[i], "score": round(float(p[i]), 4), "version": champion.version}
+            for t, i, p in zip(texts, ids, probs)]
+    _emit(rows, as_json, "\n".join(f"{r['label']:<9} {r['score']:.3f}  {r['text']}" for r in rows))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--since", metavar="WHEN", help="Only batches scored since then: 30m, 12h, 7d, 2w or an ISO date/time.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the PNG timeline (default: <state_dir>/drift-timeline.png).")
+@click.pass_obj
+@_fail_cleanly
+def drift(obj, as_json: bool, since: str | None, plot_path: Path | None) -> None:
+    """Recent drift state per detector (score, threshold, drifted, alert, severity) and a PNG timeline."""
+    from daemon.cli.drift_view import collect, parse_since, plot, render
+
+    ctx = _context(obj)
+    try:
+        start = parse_since(since, ctx.clock())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    data = collect(ctx, start)
+    data["plot"] = None
+    if data["detectors"]:
+        data["plot"] = str(plot(data, plot_path or ctx.settings.state_dir / "drift-timeline.png"))
+    _emit(data, as_json, render(data) + (f"\ntimeline: {data['plot']}" if data["plot"] else ""))
+
+
+def main() -> None:
+    # Before anything imports mlflow or transformers: no telemetry, no hub, no progress-bar noise.
+    for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1",
+                       "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                       "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DISABLE_MLFLOW_INTEGRATION": "TRUE",
+                       # transformers reads this at import: no loading/saving bars in a daemon's log
+                       "HF_HUB_DISABLE_PROGRESS_BARS": "1"}.items():
+        os.environ.setdefault(key, value)
+    cli(prog_name="cltool")
+
+
+if __name__ == "__main__":
+    main()

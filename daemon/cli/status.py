@@ -1,0 +1,70 @@
+"""`cltool status`: what is in production, what waits, what was decided last."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon import events
+from daemon.context import Context
+from daemon.state.locks import DAEMON_LOCK, Locks
+
+ALIASES = ("champion", "challenger", "previous_champion")
+
+
+def collect(ctx: Context) -> dict[str, Any]:
+    data: dict[str, Any] = {"model_name": ctx.settings.mlflow.model_name}
+    for alias in ALIASES:
+        info = ctx.registry.get_alias(alias)
+        data[alias] = None if info is None else {
+            "version": info.version, "run_id": info.run_id, "created_at": info.created_at.isoformat(),
+            "decision": info.tags.get("cltool.decision"), "metrics": info.metrics,
+            "continual": continual_of(info.metrics),
+        }
+    pending = ctx.store.list_batches(pending=True)
+    data["pending_rows"] = sum(batch.n_train for batch in pending)
+    data["pending_batches"] = [batch.batch_id for batch in pending]
+    data["inbox_waiting"] = len(ctx.inbox.waiting())
+    last = ctx.store.last_event(events.DECISION)
+    data["last_decision"] = None if last is None else {
+        "version": last.version, "outcome": last.payload.get("outcome"), "reasons": last.payload.get("reasons", []),
+        "at": last.at.isoformat(),
+    }
+    holder = Locks(ctx.store).holder(DAEMON_LOCK)
+    data["daemon"] = None if holder is None else {"owner": holder.owner, "since": holder.acquired_at.isoformat(),
+                                                  "lease_until": holder.expires_at.isoformat()}
+    return data
+
+
+def continual_of(metrics: dict[str, float]) -> dict[str, float | None]:
+    """The version's continual-learning scores (logged by its cycle; None when not measured)."""
+    return {"avg_macro_f1": metrics.get("cl_avg_macro_f1"), "forgetting": metrics.get("cl_forgetting"),
+            "backward_transfer": metrics.get("cl_backward_transfer"),
+            "negative_flip_rate": metrics.get("negative_flip_rate")}
+
+
+def render(data: dict[str, Any]) -> str:
+    lines = [f"model {data['model_name']}"]
+    for alias in ALIASES:
+        info = data[alias]
+        if info is None:
+            lines.append(f"  {alias:<18} —")
+            continue
+        m = info["metrics"]
+        scores = ", ".join(f"{k} {m[k]:.3f}" for k in ("fresh_macro_f1", "regression_macro_f1") if k in m)
+        lines.append(f"  {alias:<18} v{info['version']}  {info['decision'] or ''}  {scores}")
+        cl = info.get("continual") or {}
+        if alias == "champion" and cl.get("avg_macro_f1") is not None:
+            parts = [f"avg macro-F1 over batches {cl['avg_macro_f1']:.3f}"]
+            parts += [f"{name} {cl[key]:+.3f}" for key, name in (("forgetting", "forgetting"),
+                                                                 ("backward_transfer", "BWT")) if cl.get(key) is not None]
+            lines.append("  " + " " * 18 + " " + ", ".join(parts))
+    lines.append(f"pending: {data['pending_rows']} new train rows in {len(data['pending_batches'])} batches; "
+                 f"{data['inbox_waiting']} files in the inbox")
+    last = data["last_decision"]
+    if last:
+        version = f"v{last['version']} " if last["version"] else ""
+        lines.append(f"last decision: {version}{last['outcome']} at {last['at']}")
+        lines += [f"  - {reason}" for reason in last["reasons"]]
+    daemon = data["daemon"]
+    lines.append(f"daemon: {daemon['owner']} since {daemon['since']}" if daemon else "daemon: not running")
+    return "\n".join(lines)

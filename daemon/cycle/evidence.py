@@ -1,0 +1,67 @@
+"""The rows a cycle trains and judges on, read back from the ledger's Parquet files.
+
+fresh = test rows of the batches this update learns from (plasticity);
+regression = test rows of every earlier batch, stratified by batch and label and capped (forgetting).
+Champion and candidate are scored on exactly these rows, in the same process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from daemon.state.store import Batch
+from retrain.evaluation import Predictor, negative_flip_rate, score
+
+COLUMNS = ["row_hash", "text", "label", "split", "batch_id", "id", "published_at", "source"]
+
+
+def load_rows(rows_dir: Path, batches: list[Batch]) -> pd.DataFrame:
+    frames = [pd.read_parquet(rows_dir / batch.rows_path) for batch in batches]
+    frames = [frame for frame in frames if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def split(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+    return rows[rows["split"] == name].reset_index(drop=True)
+
+
+def stratified_cap(rows: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
+    """At most `cap` rows keeping each (batch, label) group's share, so old batches stay represented."""
+    if len(rows) <= cap:
+        return rows.reset_index(drop=True)
+    fraction = cap / len(rows)
+    sampled = rows.groupby(["batch_id", "label"], group_keys=False).sample(frac=fraction, random_state=seed)
+    return sampled.sort_values("row_hash").reset_index(drop=True)
+
+
+@dataclass
+class Scores:
+    """One model pair scored on one set of rows."""
+
+    candidate: dict
+    champion: dict | None
+    negative_flip_rate: float | None
+    candidate_pred: list[str]
+    champion_pred: list[str] | None
+    truth: list[str]
+
+
+def score_pair(rows: pd.DataFrame, labels: list[str], candidate: Predictor, champion: Predictor | None) -> Scores:
+    texts, truth = rows["text"].tolist(), rows["label"].tolist()
+    cand_pred = _predict_labels(candidate, texts)
+    cand_report = score(truth, cand_pred, labels)
+    if champion is None:
+        return Scores(cand_report, None, None, cand_pred, None, truth)
+    champ_pred = _predict_labels(champion, texts)
+    flips = negative_flip_rate(truth, champ_pred, cand_pred) if texts else None
+    return Scores(cand_report, score(truth, champ_pred, labels), flips, cand_pred, champ_pred, truth)
+
+
+def _predict_labels(predictor: Predictor, texts: list[str]) -> list[str]:
+    if not texts:
+        return []
+    ids, _probs = predictor.predict(texts)
+    return [predictor.labels[i] for i in ids]

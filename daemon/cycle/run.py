@@ -1,0 +1,303 @@
+"""One update: champion + new rows + replay -> candidate -> same-evidence evaluation -> gate -> registry.
+
+The decision, its alias intent and the "these batches are consumed" mark are written in one state
+store transaction after the candidate is registered; the alias then moves under the shared lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import pandas as pd
+
+from daemon import events
+from daemon.context import Context
+from daemon.cycle import continual, evidence
+from daemon.cycle.report import describe, metrics_of
+from daemon.cycle.review import build_review
+from daemon.cycle.trigger import open_request, should_run
+from daemon.errors import CltoolError
+from daemon.monitoring.drift_pass import drift_report
+from daemon.promotion import retention
+from registry.errors import RegistryError
+from registry.gate import Decision, GatePolicy, decide
+from retrain.evaluation import Predictor
+from retrain.modeling import resolve_base
+from retrain.replay import make_replay, replay_from_state
+from retrain.train import TrainConfig, fine_tune
+
+log = logging.getLogger(__name__)
+
+
+class CycleAborted(CltoolError):
+    def __init__(self, cycle_id: str, step: str) -> None:
+        super().__init__(f"cycle {cycle_id} stopped before {step} (shutdown requested); its batches stay pending")
+
+
+@dataclass
+class CycleResult:
+    cycle_id: str
+    outcome: str  # PROMOTE | REJECT | WAIT
+    reasons: list[str]
+    version: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def requested_by(ctx: Context) -> str | None:
+    return open_request(ctx.store)
+
+
+def awaiting_data(ctx: Context) -> bool:
+    """The last decision was WAIT and no batch has been accepted since: retraining now would only
+    repeat it, so the pending rows wait for company."""
+    decided = ctx.store.last_event(events.DECISION)
+    return (decided is not None and decided.payload.get("outcome") == "WAIT"
+            and not ctx.store.events(types=[events.INGEST_ACCEPTED], after_id=decided.id))
+
+
+def maybe_run(ctx: Context, before_training: Callable[[], object] | None = None) -> CycleResult | None:
+    """The scheduler's cycle job: run when the trigger policy says so (`before_training`: see run_cycle)."""
+    pending = ctx.store.list_batches(pending=True)
+    last = ctx.store.last_event(events.CYCLE_FINISHED)
+    requester = requested_by(ctx)
+    if requester is None and awaiting_data(ctx):
+        log.debug("no cycle: the last one said WAIT and no batch has arrived since")
+        return None
+    verdict = should_run(pending, requested_by=requester, last_cycle_at=last.at if last else None,
+                         now=ctx.clock(), policy=ctx.settings.trigger, min_fresh_rows=ctx.settings.gate.min_fresh_rows)
+    if not verdict.run:
+        log.debug("no cycle: %s", verdict.reason)
+        return None
+    return run_cycle(ctx, verdict.reason, before_training)
+
+
+def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] | None = None) -> CycleResult:
+    """One cycle over the pending batches. `before_training` runs once they are chosen: the daemon
+    scores drift there, so a batch recorded (say by `cltool ingest`) after its last drift pass is
+    still scored before it is learned."""
+    s, store = ctx.settings, ctx.store
+    pending = store.list_batches(pending=True)
+    if before_training is not None:
+        before_training()
+    cycle_id = f"c{ctx.clock().strftime('%Y%m%dT%H%M%S%f')}"
+    store.append(events.CYCLE_STARTED, trigger, payload={"cycle_id": cycle_id, "batches": [b.batch_id for b in pending]})
+    new = evidence.load_rows(s.rows_dir, pending)
+    past = evidence.load_rows(s.rows_dir, store.list_batches(pending=False))
+    fresh = evidence.split(new, "test")
+    if len(fresh) < s.gate.min_fresh_rows or evidence.split(new, "train").empty:
+        return _wait(ctx, cycle_id, f"{len(fresh)} fresh test rows < gate.min_fresh_rows {s.gate.min_fresh_rows}"
+                     if len(fresh) < s.gate.min_fresh_rows else "no new train rows")
+    work = s.work_dir / cycle_id
+    try:
+        return _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work)
+    except CycleAborted as exc:
+        store.append(events.CYCLE_ABORTED, str(exc), payload={"cycle_id": cycle_id})
+        raise
+    except Exception as exc:
+        store.append(events.CYCLE_FAILED, f"{type(exc).__name__}: {exc}", payload={"cycle_id": cycle_id})
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -> CycleResult:
+    s = ctx.settings
+    champion = ctx.registry.get_alias("champion")
+    champion_dir = ctx.models.path(champion.version) if champion else None
+    init = champion_dir or resolve_base(s.model.base)
+    new_train = evidence.split(new, "train")
+    past_train = evidence.split(past, "train")
+    replay_policy = _replay_policy(ctx, champion.version if champion else None, past_train)
+    replay = replay_policy.sample(past_train, round(s.replay.ratio * len(new_train)), s.labels, s.train.seed)
+    device = None if s.train.device == "auto" else s.train.device
+    incumbent = ctx.predictor(champion.version) if champion else None
+    train_rows = _training_rows(s, new_train, replay, incumbent)
+    val = pd.concat([evidence.split(new, "val"),
+                     evidence.stratified_cap(evidence.split(past, "val"), max(len(evidence.split(new, "val")), 50),
+                                             s.train.seed)], ignore_index=True)
+    log.info("cycle %s: training from %s on %d new + %d replay rows (%d val)", cycle_id,
+             f"champion v{champion.version}" if champion else s.model.base, len(new_train), len(replay), len(val))
+    _check_stop(ctx, cycle_id, "training")
+    result = fine_tune(init, train_rows, val, s.labels, work, _train_config(s), should_stop=ctx.stop.is_set)
+    replay_policy.observe(new_train, s.train.seed)  # the state saved with this version includes what it learned
+    _check_stop(ctx, cycle_id, "evaluation")
+
+    regression = evidence.stratified_cap(evidence.split(past, "test"), s.gate.regression_max_rows, s.train.seed)
+    candidate = Predictor(result.model_dir, device=device, max_length=s.model.max_length)
+    on_fresh = evidence.score_pair(fresh, s.labels, candidate, incumbent)
+    on_regression = evidence.score_pair(regression, s.labels, candidate, incumbent) if len(regression) else None
+    summaries = _summaries(on_fresh, on_regression, result.train_loss)
+    decision = decide(summaries["candidate"], summaries["champion"], _gate_policy(s))
+    log.info("cycle %s: %s — %s", cycle_id, decision.outcome, "; ".join(decision.reasons))
+    _check_stop(ctx, cycle_id, "registration")
+
+    cl_report = _continual_report(ctx, champion.version if champion else None, cycle_id, fresh, regression,
+                                  on_fresh, on_regression)
+    metrics = {**metrics_of(summaries, on_fresh, on_regression, result, s.labels), **continual.flat_metrics(cl_report)}
+    lineage = {
+        "cycle_id": cycle_id, "trigger": trigger, "init_from": f"v{champion.version}" if champion else str(init),
+        "batches": [{"batch_id": b.batch_id, "file": b.file_name, "checksum": b.checksum,
+                     "rows_accepted": b.rows_accepted, "n_train": b.n_train} for b in pending],
+        "new_train_rows": len(new_train), "val_rows": len(val), "fresh_rows": len(fresh),
+        "regression_rows": len(regression), "replay_rows": len(replay),
+        "replay_policy": replay_policy.state_dict(), "replay_row_hashes": replay["row_hash"].tolist(),
+    }
+    review = build_review(work=work, labels=s.labels, decision=decision, on_fresh=on_fresh,
+                          on_regression=on_regression, fresh=fresh, regression=regression, new_train=new_train,
+                          replay=replay, pending=pending, champion_version=champion.version if champion else None,
+                          cycle_id=cycle_id, trigger=trigger, rows_dir=s.rows_dir, continual=cl_report)
+    json_artifacts = {"eval_report": {**summaries, "negative_flip_rate": metrics.get("negative_flip_rate"),
+                                      "decision": decision.to_dict()},
+                      "lineage": lineage, "config": s.model_dump(mode="json"), "cl_metrics": cl_report}
+    # The drift verdicts of the batches this run learned (the reason for it, when drift asked for it).
+    drift = drift_report(ctx, [b.batch_id for b in pending])
+    if drift is not None:
+        json_artifacts["drift_report"] = {"trigger": trigger, **drift}
+    version = ctx.registry.log_candidate(
+        model_dir=result.model_dir, run_name=cycle_id, params=s.model_dump(mode="json"), metrics=metrics,
+        tags=review.tags,
+        json_artifacts=json_artifacts,
+        files=review.files, description=describe(decision, summaries, champion.version if champion else None, lineage),
+        input_example=fresh["text"].head(2).tolist(), datasets=review.datasets,
+    ).version
+    return _record(ctx, cycle_id, pending, decision, version, champion.version if champion else None, metrics)
+
+
+def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against, metrics) -> CycleResult:
+    """Decision + consumed batches in one transaction, then the alias move, all under the alias lock."""
+    keeper, outcome, reasons = ctx.keeper, decision.outcome, decision.reasons
+    with keeper.lock():
+        keeper.reconcile(locked=True)
+        now_champion = keeper.alias_version("champion")
+        if outcome == "PROMOTE" and now_champion != judged_against:
+            # Someone moved the champion while we trained: our evidence compares against the wrong model.
+            outcome = "REJECT"
+            reasons = [*reasons, f"stale: champion changed from {judged_against} to {now_champion} during the cycle"]
+            ctx.registry.set_tags(version, {"cltool.decision": outcome, "cltool.reasons": " | ".join(reasons),
+                                            "validation_status": "failed"})
+        op = "promote" if outcome == "PROMOTE" else "challenger"
+        entries = [
+            {"type": events.DECISION, "version": version, "reason": f"{outcome}: " + "; ".join(reasons),
+             "payload": {"outcome": outcome, "reasons": reasons, "cycle_id": cycle_id, "metrics": metrics}},
+            {"type": events.PROMOTION if op == "promote" else events.CHALLENGER, "version": version,
+             "reason": "gate: " + outcome, "payload": {"op": op, "to": version, "from": now_champion,
+                                                        "forced": False, "gate_decision": outcome}},
+        ]
+        # WAIT: the evidence was inconclusive. The candidate stays reviewable as challenger, but its
+        # batches stay pending, so the next cycle retrains on them plus whatever arrives next.
+        batch_ids = [b.batch_id for b in pending] if outcome != "WAIT" else []
+        _decision, intent = ctx.store.append_with_consume(entries, batch_ids, cycle_id)
+        keeper.apply(intent)
+    ctx.store.append(events.CYCLE_FINISHED, outcome, version=version, payload={"cycle_id": cycle_id})
+    keep = {v for v in (keeper.alias_version("champion"), keeper.alias_version("previous_champion")) if v}
+    ctx.models.prune(keep)
+    try:
+        retention.prune(ctx, ctx.settings.mlflow.keep_versions, actor="daemon")
+    except Exception:  # retention must never fail a cycle whose decision is already recorded; it retries next time
+        log.exception("retention: pruning old versions failed")
+    return CycleResult(cycle_id, outcome, reasons, version, metrics)
+
+
+def _wait(ctx: Context, cycle_id: str, why: str) -> CycleResult:
+    ctx.store.append(events.DECISION, f"WAIT: {why}", payload={"outcome": "WAIT", "reasons": [why], "cycle_id": cycle_id})
+    ctx.store.append(events.CYCLE_FINISHED, "WAIT", payload={"cycle_id": cycle_id})
+    return CycleResult(cycle_id, "WAIT", [why])
+
+
+def _summaries(on_fresh, on_regression, train_loss: float) -> dict[str, Any]:
+    """Gate input. Each report carries its per-row evidence (y_true, y_pred), so the gate can run a
+    paired test and `cltool explain` can replay the decision from the stored report alone."""
+
+    def report(scores, side: str) -> dict | None:
+        if scores is None or getattr(scores, side) is None:
+            return None
+        return {**getattr(scores, side), "y_true": scores.truth, "y_pred": getattr(scores, f"{side}_pred")}
+
+    return {
+        "candidate": {"fresh": report(on_fresh, "candidate"), "regression": report(on_regression, "candidate"),
+                      "train_loss": train_loss},
+        "champion": None if on_fresh.champion is None else {
+            "fresh": report(on_fresh, "champion"), "regression": report(on_regression, "champion"),
+            "train_loss": None},
+    }
+
+
+def _replay_policy(ctx: Context, champion_version: str | None, past_train: pd.DataFrame):
+    """The replay state saved with the champion (so a rollback brings its matching state back), or a
+    fresh policy when there is none or the configured policy changed. A fresh policy is shown the
+    history first, so a new reservoir starts full rather than empty."""
+    r = ctx.settings.replay
+    if champion_version is not None:
+        try:
+            saved = ctx.registry.read_json_artifact(champion_version, "lineage").get("replay_policy") or {}
+        except RegistryError as exc:
+            log.warning("no replay state for champion v%s (%s): starting a fresh %s policy", champion_version, exc,
+                        r.policy)
+            saved = {}
+        if saved.get("policy") == r.policy:
+            return replay_from_state(saved)
+    options = {"reservoir": {"capacity": r.reservoir_capacity}, "recency": {"half_life_rows": r.half_life_rows}}
+    policy = make_replay(r.policy, **options.get(r.policy, {}))
+    policy.observe(past_train, ctx.settings.train.seed)
+    return policy
+
+
+def _training_rows(s, new_train: pd.DataFrame, replay: pd.DataFrame, champion: Predictor | None) -> pd.DataFrame:
+    """New + replayed rows, with a loss weight per row when replay is weighted differently, and the
+    champion's class probabilities on replayed rows when distillation is on."""
+    rows = pd.concat([new_train, replay], ignore_index=True)
+    if s.replay.weight != 1.0:
+        rows["weight"] = [1.0] * len(new_train) + [s.replay.weight] * len(replay)
+    if s.train.distill_alpha > 0 and champion is not None and len(replay):
+        _, probs = champion.predict(replay["text"].tolist())
+        if champion.labels != list(s.labels):  # a grown head: the champion has no column for new classes
+            index = {label: i for i, label in enumerate(champion.labels)}
+            probs = [[p[index[label]] if label in index else 0.0 for label in s.labels] for p in probs]
+        rows["teacher_probs"] = [None] * len(new_train) + [list(map(float, p)) for p in probs]
+    return rows
+
+
+def _continual_report(ctx: Context, champion_version, cycle_id, fresh, regression, on_fresh, on_regression):
+    """The candidate's accuracy-matrix row appended to the champion's (see daemon/continual.py)."""
+    parent = None
+    if champion_version is not None:
+        try:
+            parent = ctx.registry.read_json_artifact(champion_version, "cl_metrics")
+        except RegistryError:
+            log.info("champion v%s has no cl_metrics.json (older version): starting a new accuracy matrix",
+                     champion_version)
+    rows = pd.concat([fresh, regression], ignore_index=True) if on_regression else fresh
+    truth = on_fresh.truth + (on_regression.truth if on_regression else [])
+    predicted = on_fresh.candidate_pred + (on_regression.candidate_pred if on_regression else [])
+    scores = continual.candidate_row(rows, truth, predicted, ctx.settings.labels)
+    return continual.build(parent, cycle_id, scores)
+
+
+def _check_stop(ctx: Context, cycle_id: str, step: str) -> None:
+    if ctx.stop.is_set():
+        raise CycleAborted(cycle_id, step)
+
+
+def _train_config(s) -> TrainConfig:
+    """Every `train.*` key is the TrainConfig field of the same name (checked by
+    tests/daemon/test_config.py); `max_length` comes from `model.*`, and device "auto" is None there."""
+    values = s.train.model_dump()
+    values["device"] = None if values["device"] == "auto" else values["device"]
+    return TrainConfig(**values, max_length=s.model.max_length)
+
+
+def gate_policy(gate: dict[str, Any]) -> GatePolicy:
+    """The gate's policy from a `[gate]` config section (current settings, or a version's stored config)."""
+    known = {f.name for f in fields(GatePolicy)}
+    return GatePolicy(**{key: value for key, value in gate.items() if key in known})
+
+
+def _gate_policy(s) -> GatePolicy:
+    return gate_policy(s.gate.model_dump())

@@ -1,0 +1,51 @@
+"""Every event type the daemon writes to the event log, named once.
+
+Writers (`store.append`) and readers (`store.events(types=...)`, `last_event`, the metrics and the
+views) use these names, so a renamed event cannot leave a reader looking for the old string. The
+values are what the event log stores: changing one is a migration of recorded history.
+"""
+
+from __future__ import annotations
+
+# The service itself.
+DAEMON_STARTED = "daemon.started"
+DAEMON_STOPPED = "daemon.stopped"
+DEMO_FED = "demo.fed"
+JOB_MISSED = "job.missed"
+JOB_FAILED = "job.failed"
+OBSERVE_LISTENING = "observe.listening"
+OBSERVE_FAILED = "observe.failed"
+
+# The inbox.
+INGEST_ACCEPTED = "ingest.accepted"
+INGEST_DUPLICATE = "ingest.duplicate"
+INGEST_QUARANTINED = "ingest.quarantined"
+
+# Cycles and their decisions.
+RETRAIN_REQUESTED = "retrain.requested"
+CYCLE_STARTED = "cycle.started"
+CYCLE_FINISHED = "cycle.finished"
+CYCLE_ABORTED = "cycle.aborted"
+CYCLE_FAILED = "cycle.failed"
+DECISION = "decision"
+
+# Alias moves (each also an alias intent until ALIAS_SYNCED records that MLflow matches).
+PROMOTION = "promotion"
+ROLLBACK = "rollback"
+CHALLENGER = "challenger"
+ALIAS_SYNCED = "alias.synced"
+ALIAS_MOVES = (PROMOTION, ROLLBACK, CHALLENGER)
+
+# Retention.
+MODEL_PRUNED = "model.pruned"
+
+# Probation after a promotion.
+WATCH_SCORED = "watch.scored"
+WATCH_PASSED = "watch.passed"
+
+# Drift.
+DRIFT_SCORED = "drift.scored"
+DRIFT_SKIPPED = "drift.skipped"
+DRIFT_ALERT_OPENED = "drift.alert_opened"
+DRIFT_ALERT_CLOSED = "drift.alert_closed"
+DRIFT_EVENTS = (DRIFT_SCORED, DRIFT_SKIPPED, DRIFT_ALERT_OPENED, DRIFT_ALERT_CLOSED)

@@ -1,0 +1,1 @@
+"""Files into the ledger: claim, validate, record accepted rows, quarantine the rest."""

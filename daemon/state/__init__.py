@@ -1,0 +1,1 @@
+"""The SQL state store (ledger, row index, event log) and the named locks in it."""

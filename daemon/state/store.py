@@ -1,0 +1,254 @@
+"""The SQL state store: the batch ledger, the row index and the append-only event log.
+
+SQLAlchemy Core over one URL: a SQLite file by default, PostgreSQL in production. Every write that
+must be atomic (a batch and its row hashes) is one transaction. Locks live in `daemon.state.locks`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+batches = sa.Table(
+    "batches", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("file_name", sa.String(512), nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False, unique=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("rows_in_file", sa.Integer, nullable=False),
+    sa.Column("rows_accepted", sa.Integer, nullable=False),
+    sa.Column("rows_bad", sa.Integer, nullable=False),
+    sa.Column("rows_duplicate", sa.Integer, nullable=False),
+    sa.Column("n_train", sa.Integer, nullable=False),
+    sa.Column("n_val", sa.Integer, nullable=False),
+    sa.Column("n_test", sa.Integer, nullable=False),
+    sa.Column("label_counts", sa.Text, nullable=False),
+    sa.Column("rows_path", sa.String(1024), nullable=False),
+    # Set when a cycle has trained on the batch; NULL means its rows are still pending.
+    sa.Column("cycle_id", sa.String(64), nullable=True, index=True),
+)
+
+# One row per accepted text: how duplicates across batches are recognised without reading Parquet.
+row_index = sa.Table(
+    "row_index", metadata,
+    sa.Column("row_hash", sa.String(64), primary_key=True),
+    sa.Column("batch_id", sa.String(64), nullable=False, index=True),
+    sa.Column("split", sa.String(8), nullable=False),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("type", sa.String(64), nullable=False, index=True),
+    sa.Column("version", sa.String(32), nullable=True),
+    sa.Column("batch_id", sa.String(64), nullable=True),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+)
+
+locks = sa.Table(
+    "locks", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(256), nullable=False),
+    sa.Column("host", sa.String(256), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    # SQLite hands datetimes back naive; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Batch:
+    seq: int
+    batch_id: str
+    file_name: str
+    checksum: str
+    received_at: datetime
+    rows_in_file: int
+    rows_accepted: int
+    rows_bad: int
+    rows_duplicate: int
+    n_train: int
+    n_val: int
+    n_test: int
+    label_counts: dict[str, int]
+    rows_path: str
+    cycle_id: str | None
+
+    @classmethod
+    def from_row(cls, row: sa.Row) -> "Batch":
+        data = dict(row._mapping)
+        data["label_counts"] = json.loads(data["label_counts"])
+        data["received_at"] = as_utc(data["received_at"])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.__dict__.copy()
+        data["received_at"] = self.received_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: datetime
+    type: str
+    version: str | None
+    batch_id: str | None
+    actor: str
+    reason: str
+    payload: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at.isoformat(), "type": self.type, "version": self.version,
+                "batch_id": self.batch_id, "actor": self.actor, "reason": self.reason, "payload": self.payload}
+
+
+class StateStore:
+    """Ledger and event log over one SQLAlchemy engine; safe to share between threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            # A CLI process and the daemon share the file: wait for each other instead of failing.
+            self.engine = sa.create_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        metadata.create_all(self.engine)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # -- batches -----------------------------------------------------------------------------
+    def add_batch(self, record: dict[str, Any], row_hashes: Iterable[tuple[str, str]]) -> Batch:
+        """Record a batch and its rows' hashes in one transaction (both or neither)."""
+        values = dict(record, label_counts=json.dumps(record["label_counts"], sort_keys=True))
+        with self.engine.begin() as conn:
+            conn.execute(batches.insert().values(**values))
+            rows = [{"row_hash": h, "batch_id": record["batch_id"], "split": s} for h, s in row_hashes]
+            if rows:
+                conn.execute(row_index.insert(), rows)
+        return self.batch(record["batch_id"])
+
+    def batch(self, batch_id: str) -> Batch:
+        with self.engine.connect() as conn:
+            row = conn.execute(batches.select().where(batches.c.batch_id == batch_id)).one()
+        return Batch.from_row(row)
+
+    def batch_by_checksum(self, checksum: str) -> Batch | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(batches.select().where(batches.c.checksum == checksum)).first()
+        return Batch.from_row(row) if row else None
+
+    def list_batches(self, pending: bool | None = None) -> list[Batch]:
+        query = batches.select().order_by(batches.c.seq)
+        if pending is True:
+            query = query.where(batches.c.cycle_id.is_(None))
+        elif pending is False:
+            query = query.where(batches.c.cycle_id.is_not(None))
+        with self.engine.connect() as conn:
+            return [Batch.from_row(row) for row in conn.execute(query)]
+
+    def mark_consumed(self, batch_ids: list[str], cycle_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(batches.update().where(batches.c.batch_id.in_(batch_ids)).values(cycle_id=cycle_id))
+
+    def known_hashes(self, hashes: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(hashes), 500):  # stay under SQL parameter limits
+                chunk = hashes[start:start + 500]
+                found.update(conn.execute(sa.select(row_index.c.row_hash).where(row_index.c.row_hash.in_(chunk))).scalars())
+        return found
+
+    # -- events ------------------------------------------------------------------------------
+    def append(self, type: str, reason: str = "", *, version: str | None = None, batch_id: str | None = None,
+               actor: str = "daemon", payload: dict[str, Any] | None = None, now: datetime | None = None) -> Event:
+        entry = {"type": type, "reason": reason, "version": version, "batch_id": batch_id, "actor": actor,
+                 "payload": payload}
+        with self.engine.begin() as conn:
+            event = _insert_event(conn, entry, now or utcnow())
+        _log_event(event)
+        return event
+
+    def append_with_consume(self, entries: list[dict[str, Any]], batch_ids: list[str], cycle_id: str) -> list[Event]:
+        """Append events and mark batches consumed in ONE transaction: a decision and the data it used
+        are recorded together, so a crash can neither lose the decision nor train on the batches twice."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(batches.update().where(batches.c.batch_id.in_(batch_ids)).values(cycle_id=cycle_id))
+            made = [_insert_event(conn, entry, now) for entry in entries]
+        for event in made:
+            _log_event(event)
+        return made
+
+    def events(self, *, types: Iterable[str] | None = None, since: datetime | None = None,
+               after_id: int | None = None, limit: int | None = None, newest_first: bool = False) -> list[Event]:
+        query = events.select()
+        if types is not None:
+            query = query.where(events.c.type.in_(list(types)))
+        if since is not None:
+            query = query.where(events.c.at >= since)
+        if after_id is not None:
+            query = query.where(events.c.id > after_id)
+        query = query.order_by(events.c.id.desc() if newest_first else events.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_event(row) for row in conn.execute(query)]
+
+    def last_event(self, *types: str) -> Event | None:
+        found = self.events(types=types, limit=1, newest_first=True)
+        return found[0] if found else None
+
+
+def _insert_event(conn: sa.Connection, entry: dict[str, Any], now: datetime) -> Event:
+    """One event row inside the caller's transaction; `entry` needs at least a `type`."""
+    payload = entry.get("payload") or {}
+    values = {"at": now, "type": entry["type"], "version": entry.get("version"), "batch_id": entry.get("batch_id"),
+              "actor": entry.get("actor") or "daemon", "reason": entry.get("reason") or "",
+              "payload": json.dumps(payload, sort_keys=True, default=str)}
+    new_id = conn.execute(events.insert().values(**values)).inserted_primary_key[0]
+    return Event(id=new_id, **dict(values, payload=payload))
+
+
+def _log_event(event: Event) -> None:
+    log.info("event %s", event.type, extra={"event": event.to_dict()})
+
+
+def _event(row: sa.Row) -> Event:
+    data = dict(row._mapping)
+    return Event(**dict(data, at=as_utc(data["at"]), payload=json.loads(data["payload"])))
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
