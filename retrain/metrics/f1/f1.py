@@ -1,73 +1,13 @@
 """F1: the harmonic mean of precision and recall, as an `evaluate` metric module.
 
 cltool loads this file with `evaluate.load(<this folder>)` so that no metric is ever fetched
-from the Hugging Face Hub. It is a thin wrapper over scikit-learn's
-`f1_score`, defaulting to the macro average over classes.
+from the Hugging Face Hub. It wraps scikit-learn's `f1_score`; the shared code is in `base.py`.
 """
 
-import datasets
-import evaluate
 from sklearn.metrics import f1_score
 
-_DESCRIPTION = """F1 = 2 * (precision * recall) / (precision + recall), per class or averaged over classes."""
-
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions (`list` of `int`): predicted label ids.
-    references (`list` of `int`): true label ids.
-    labels (`list` of `int`, optional): the label ids to report on, in this order. Pass every
-        class id so that a class missing from both lists still counts (as 0) in the macro average.
-    average (`str` or `None`, defaults to "macro"): "macro", "micro", "weighted", or None for one
-        score per label (returned as a list in `labels` order).
-    zero_division (`float`, defaults to 0): the value used when a score divides by zero (a class
-        never predicted, or never present); 0 is the conservative choice for gating.
-    sample_weight (`list` of `float`, optional): per-row weights.
-
-Returns:
-    f1 (`float` for an average, or a `list` of `float` per label when average is None).
-
-Examples:
-    >>> metric = evaluate.load("retrain/metrics/f1")
-    >>> metric.compute(references=[0, 1, 2, 0], predictions=[0, 2, 2, 0], labels=[0, 1, 2])
-    {'f1': 0.5555555555555555}
-"""
-
-_CITATION = """\
-@article{scikit-learn,
-  title={Scikit-learn: Machine Learning in {P}ython},
-  author={Pedregosa, F. and others},
-  journal={Journal of Machine Learning Research},
-  volume={12},
-  pages={2825--2830},
-  year={2011}
-}
-"""
+from retrain.metrics import base
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class F1(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"],
-        )
-
-    def _compute(
-        self, predictions, references, labels=None, average="macro", zero_division=0, sample_weight=None
-    ):
-        score = f1_score(
-            references,
-            predictions,
-            labels=labels,
-            average=average,
-            zero_division=zero_division,
-            sample_weight=sample_weight,
-        )
-        # average=None gives one score per label; plain floats/lists keep the result JSON-friendly.
-        return {"f1": score.tolist() if average is None else float(score)}
-
+class F1(base.AveragedSklearnMetric, key="f1", score=f1_score, example=0.5555555555555555):
+    """F1 = 2 * (precision * recall) / (precision + recall), per class or averaged over classes."""
