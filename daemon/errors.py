@@ -44,11 +44,15 @@ class QuarantinedError(CltoolError, ValueError):
 
 
 class NoChampionError(CltoolError, LookupError):
-    def __init__(self, model_name: str) -> None:
-        super().__init__(
-            f"model '{model_name}' has no champion yet: ingest a batch and run a cycle "
-            "(`cltool ingest FILE` then `cltool run --once`)"
-        )
+    def __init__(self, model_name: str, daemon: str | None = None, cycle: str | None = None) -> None:
+        if cycle is not None:  # the running daemon is training the first model right now
+            hint = f"the daemon ({daemon}) is training one now ({cycle}); `cltool status` shows when it is decided"
+        elif daemon is not None:
+            hint = (f"the daemon ({daemon}) trains one once enough labeled rows wait in its inbox "
+                    "(`cltool status` shows them)")
+        else:
+            hint = "ingest a batch and run a cycle (`cltool ingest FILE` then `cltool run --once`)"
+        super().__init__(f"model '{model_name}' has no champion yet: {hint}")
 
 
 class PromotionRefused(CltoolError, ValueError):

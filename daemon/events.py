@@ -24,10 +24,12 @@ INGEST_QUARANTINED = "ingest.quarantined"
 # Cycles and their decisions.
 RETRAIN_REQUESTED = "retrain.requested"
 CYCLE_STARTED = "cycle.started"
+CYCLE_PHASE = "cycle.phase"  # a running cycle entered a phase (training, evaluation, ...): `cltool status`
 CYCLE_FINISHED = "cycle.finished"
 CYCLE_ABORTED = "cycle.aborted"
 CYCLE_FAILED = "cycle.failed"
 DECISION = "decision"
+CYCLE_ENDS = (CYCLE_FINISHED, CYCLE_ABORTED, CYCLE_FAILED)
 
 # Alias moves (each also an alias intent until ALIAS_SYNCED records that MLflow matches).
 PROMOTION = "promotion"
@@ -49,3 +51,7 @@ DRIFT_SKIPPED = "drift.skipped"
 DRIFT_ALERT_OPENED = "drift.alert_opened"
 DRIFT_ALERT_CLOSED = "drift.alert_closed"
 DRIFT_EVENTS = (DRIFT_SCORED, DRIFT_SKIPPED, DRIFT_ALERT_OPENED, DRIFT_ALERT_CLOSED)
+
+# Events an operator must notice: logged at WARNING (every event is logged once, when it is written).
+WARNINGS = frozenset({INGEST_QUARANTINED, CYCLE_FAILED, CYCLE_ABORTED, JOB_FAILED, JOB_MISSED, OBSERVE_FAILED,
+                      ROLLBACK, DRIFT_ALERT_OPENED})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 
@@ -39,13 +40,20 @@ class TextFormatter(logging.Formatter):
 
 class _DropBusySkips(logging.Filter):
     """APScheduler warns each time a job is skipped because its previous run is still going. For the
-    cycle job that is the design (max_instances=1 while a model trains), not news for the operator."""
+    cycle job that is the design (max_instances=1 while a model trains), not news for the operator; nor
+    is its "Adding job tentatively" line for every job added before the scheduler starts."""
+
+    NOISE = ("maximum number of running instances reached", "Adding job tentatively")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances reached" not in record.getMessage()
+        message = record.getMessage()
+        return not any(noise in message for noise in self.NOISE)
 
 
 def configure(level: str = "INFO", fmt: str = "text") -> None:
+    # MLflow installs its own handler and format on import unless told not to: its lines then reach
+    # ours through the root logger, in the same format. (Set before mlflow is imported, which is lazy.)
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
@@ -56,3 +64,6 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         scheduler_log.addFilter(_DropBusySkips())
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # Loading a checkpoint warns, through transformers' own handler, with the whole list of layers a
+    # tensor-parallel plan did not shard (1.4 kB a load); cltool never shards, so it is noise.
+    logging.getLogger("transformers.distributed.tensor_parallel").setLevel(logging.ERROR)

@@ -42,6 +42,7 @@ class Daemon:
         self.ctx = ctx
         self.locks = Locks(ctx.store)
         self.demo_feed = demo_feed
+        self._feed_finished = False
         self.idle = threading.Event()
         self.idle.set()
         self.scheduler: BlockingScheduler | None = None
@@ -133,17 +134,14 @@ class Daemon:
         if self.ctx.stop.is_set() or not self.intake.acquire(blocking=False):
             return  # stopping, or a cycle is choosing/training on its batches: the files wait
         try:
-            for result in self.ctx.inbox.take_all():
-                log.info("ingested %s: %s — %s", result.file, result.status, result.reason)
+            self.ctx.inbox.take_all()  # each file's outcome is an event: its log line is written with it
         finally:
             self.intake.release()
 
     def watch(self) -> None:
         """Probation of a freshly promoted champion; cheap when no batch arrived since the last look."""
         if self.ctx.settings.watch.enabled:
-            verdict = probation.check(self.ctx)
-            if verdict is not None and verdict.action == "rolled_back":
-                log.warning("rolled back v%s to v%s", verdict.champion, verdict.previous)
+            probation.check(self.ctx)  # a rollback it makes is an event, logged as it is written
 
     def drift(self) -> None:
         """Score new batches before any cycle trains on them (after training they would be the reference).
@@ -188,6 +186,10 @@ class Daemon:
                 staging.rename(inbox / path.name)
                 log.info("demo feed: dropped %s into the inbox", path.name)
                 return
+        if not self._feed_finished:  # said once: the demo has shown all it has, the daemon goes on
+            self._feed_finished = True
+            log.info("demo feed: all %d files fed; the daemon now waits for new files in %s (Ctrl-C stops)",
+                     len(fed), inbox)
 
     def _on_job_problem(self, event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:

@@ -153,22 +153,23 @@ class NotATransformersModelError(RegistryError, ValueError):
 
 
 class InvalidPolicyError(RegistryError, ValueError):
-    """A GatePolicy field outside its allowed range."""
+    """A GatePolicy field (or a field of a subclass, named by `owner`) outside its allowed range."""
 
-    def __init__(self, field: str, value: object, expected: str) -> None:
-        self.field, self.value, self.expected = field, value, expected
-        super().__init__(f"GatePolicy.{field} = {value!r} is not allowed: expected {expected}")
+    def __init__(self, field: str, value: object, expected: str, owner: str = "GatePolicy") -> None:
+        self.field, self.value, self.expected, self.owner = field, value, expected, owner
+        super().__init__(f"{owner}.{field} = {value!r} is not allowed: expected {expected}")
 
 
 class InvalidSummaryError(RegistryError, ValueError):
-    """An evaluation summary handed to the gate that lacks what the rules read."""
+    """An evaluation report for the gate (registry/evidence.py) that lacks what the rules read."""
 
-    def __init__(self, which: str, problem: str) -> None:
-        self.which, self.problem = which, problem
+    def __init__(self, subject: str, problem: str) -> None:
+        self.subject, self.problem = subject, problem
         super().__init__(
-            f"{which} evaluation summary {problem}; expected "
-            "{'fresh': report, 'regression': report or None, 'train_loss': float or None} "
-            "with report = {'n': int, 'macro_f1': float, 'recall': {...}, 'pred_share': {...}}"
+            f"{subject} {problem}; expected "
+            "{'fresh': report, 'regression': report or None, 'train_loss': float or None} with report = "
+            "{'n': int, 'macro_f1': float, 'accuracy': float, 'recall': {...}, 'pred_share': {...}, "
+            "'y_true': [n labels], 'y_pred': [n labels]}"
         )
 
 

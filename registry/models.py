@@ -207,12 +207,6 @@ class ModelRegistry:
         version = self.get_version(version).version  # a clear error for an unknown version
         self._connect().set_registered_model_alias(self.model_name, alias, version)
 
-    def clear_alias(self, alias: str) -> None:
-        """Remove `alias`; nothing happens when it points nowhere."""
-        self._check_alias(alias)
-        if alias in self._alias_map():
-            self._connect().delete_registered_model_alias(self.model_name, alias)
-
     def mark_challenger(self, version: str) -> None:
         """A rejected or not-yet-decided candidate: kept visible in the UI beside the champion."""
         self.set_alias("challenger", version)
@@ -274,10 +268,6 @@ class ModelRegistry:
         if info.run_id:
             for key, value in tags_for_mlflow(tags).items():
                 client.set_tag(info.run_id, key, value)
-
-    def set_description(self, version: str, text: str) -> None:
-        version = self.get_version(version).version
-        self._connect().update_model_version(self.model_name, version, description=text)
 
     def delete_weights(self, version: str, note: str) -> None:
         """Delete a version's model files (its MLflow LoggedModel's artifacts) and tag it `cltool.pruned`

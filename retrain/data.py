@@ -12,8 +12,6 @@ from retrain.errors import InvalidTextError, MissingColumnError, UnknownLabelErr
 
 logger = logging.getLogger(__name__)
 
-# Optional per-row loss weight (new vs replayed rows), passed through to the loss.
-WEIGHT_COLUMN = "weight"
 # Optional per-row class probabilities of a teacher (the champion), for distillation; None = no teacher.
 TEACHER_COLUMN = "teacher_probs"
 
@@ -58,11 +56,11 @@ def to_dataset(
     labels: list[str],
     max_length: int,
 ) -> datasets.Dataset:
-    """Tokenize `rows` (columns `text`, `label`, optional `weight` and `teacher_probs`) for a classifier.
+    """Tokenize `rows` (columns `text`, `label`, optional `teacher_probs`) for a classifier.
 
     Returns columns input_ids, attention_mask (token_type_ids when the tokenizer makes them),
-    `labels` as ints in `labels` order, `weight` and `teacher_probs`/`teacher_mask` when present. Sequences are truncated to
-    `max_length` but not padded: the collator pads each batch to its own longest row.
+    `labels` as ints in `labels` order, and `teacher_probs`/`teacher_mask` when present. Sequences are
+    truncated to `max_length` but not padded: the collator pads each batch to its own longest row.
     """
     for column in ("text", "label"):
         if column not in rows.columns:
@@ -78,9 +76,6 @@ def to_dataset(
     columns = {**encoded, "labels": ids}
     features = {name: datasets.List(datasets.Value("int32")) for name in encoded}
     features["labels"] = datasets.Value("int64")
-    if WEIGHT_COLUMN in rows.columns:
-        columns[WEIGHT_COLUMN] = rows[WEIGHT_COLUMN].astype(float).tolist()
-        features[WEIGHT_COLUMN] = datasets.Value("float32")
     if TEACHER_COLUMN in rows.columns:
         probs, mask = _teacher(rows[TEACHER_COLUMN], len(labels))
         columns[TEACHER_COLUMN], columns["teacher_mask"] = probs, mask

@@ -3,5 +3,5 @@
 Importing this module loads nothing heavy: `daemon.config` reads it on every CLI start.
 """
 
-# Tokens kept per text; why 128 is in the description of `model.max_length` (daemon/config.py).
+# Tokens kept per text; why 128 is in the description of `ModelConfig.max_length` (retrain/config.py).
 MAX_LENGTH = 128

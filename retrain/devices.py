@@ -12,15 +12,16 @@ _CUDA = re.compile(r"cuda(:\d+)?")
 
 
 def resolve_device(device: str | None) -> str:
-    """None → "cuda" when a GPU is visible, else "cpu"; "cpu" / "cuda" / "cuda:N" are checked."""
-    if device is None:
+    """The device to use: "auto" (or None) is "cuda" when a GPU is visible, else "cpu"; "cpu", "cuda" and
+    "cuda:N" are checked."""
+    if device is None or device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return device
     if not isinstance(device, str) or not _CUDA.fullmatch(device):
-        raise DeviceUnavailableError(device, "expected 'cpu', 'cuda', 'cuda:N' or None (auto)")
+        raise DeviceUnavailableError(device, "expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if not torch.cuda.is_available():
-        raise DeviceUnavailableError(device, "torch sees no CUDA GPU; use 'cpu' or None (auto)")
+        raise DeviceUnavailableError(device, "torch sees no CUDA GPU; use 'cpu' or 'auto'")
     index = int(device.split(":")[1]) if ":" in device else 0
     if index >= torch.cuda.device_count():
         raise DeviceUnavailableError(

@@ -22,11 +22,11 @@ class RetrainError(Exception):
 
 
 class InvalidConfigError(RetrainError, ValueError):
-    """A training setting has a value outside what is allowed."""
+    """A setting (of `config`: TrainConfig, ModelConfig, ReplayConfig) has a value outside what is allowed."""
 
-    def __init__(self, field: str, value: object, expected: str) -> None:
-        self.field, self.value, self.expected = field, value, expected
-        super().__init__(f"TrainConfig.{field} = {value!r} is not allowed: expected {expected}")
+    def __init__(self, field: str, value: object, expected: str, *, config: str) -> None:
+        self.config, self.field, self.value, self.expected = config, field, value, expected
+        super().__init__(f"{config}.{field} = {value!r} is not allowed: expected {expected}")
 
 
 class InvalidLabelsError(RetrainError, ValueError):

@@ -80,10 +80,6 @@ class Predictor:
             yield index, self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
                                         max_length=self.max_length, return_tensors="pt").to(self.device)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Sentence embeddings (n × hidden), in the order of `texts`: see `predict_and_embed`."""
-        return self.predict_and_embed(texts)[2]
-
     def predict_and_embed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(predicted ids, class probabilities, sentence embeddings) from ONE forward pass.
 

@@ -3,6 +3,7 @@
 A policy picks rows from the history of accepted train rows (kept by the daemon as Parquet).
 Policies are small objects with `sample`, `state_dict` and `load_state_dict`, so a policy that
 keeps its own buffer (reservoir) can be saved and restored next to one that keeps nothing.
+`make_replay` builds the one a `ReplayConfig` names; the constructors' defaults are that config's.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from retrain.config import ReplayConfig
 from retrain.errors import MissingColumnError, ReplayStateError, UnknownReplayPolicyError
 
 logger = logging.getLogger(__name__)
+
+DEFAULTS = ReplayConfig()
 
 
 class ReplayPolicy(abc.ABC):
     """Chooses up to `n` rows of past training data to replay."""
 
-    #: The name `make_replay` knows the policy by; stored in `state_dict()["policy"]`.
+    #: The policy's name in `ReplayConfig.policy`; stored in `state_dict()["policy"]`.
     name: ClassVar[str]
 
     @abc.abstractmethod
@@ -136,7 +140,7 @@ class ReservoirReplay(ReplayPolicy):
     name = "reservoir"
     KEPT = ("text", "label", "row_hash", "batch_id")
 
-    def __init__(self, capacity: int = 2000, label_column: str = "label") -> None:
+    def __init__(self, capacity: int = DEFAULTS.reservoir_capacity, label_column: str = "label") -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ReplayStateError("capacity", capacity, "an integer >= 1")
         self.capacity = capacity
@@ -191,7 +195,7 @@ class RecencyReplay(ClassBalancedReplay):
 
     name = "recency"
 
-    def __init__(self, half_life_rows: int = 2000, label_column: str = "label") -> None:
+    def __init__(self, half_life_rows: int = DEFAULTS.half_life_rows, label_column: str = "label") -> None:
         if isinstance(half_life_rows, bool) or not isinstance(half_life_rows, int) or half_life_rows < 1:
             raise ReplayStateError("half_life_rows", half_life_rows, "an integer >= 1")
         super().__init__(label_column)
@@ -214,17 +218,21 @@ _POLICIES: dict[str, type[ReplayPolicy]] = {
 }
 
 
-def make_replay(policy: str, **kwargs: Any) -> ReplayPolicy:
-    """Build a replay policy by name, e.g. `make_replay("reservoir", capacity=5000)`."""
-    try:
-        cls = _POLICIES[policy]
-    except (KeyError, TypeError):
-        raise UnknownReplayPolicyError(policy, sorted(_POLICIES)) from None
-    return cls(**kwargs)
+def make_replay(config: ReplayConfig) -> ReplayPolicy:
+    """A fresh policy of the kind `config.policy` names, with its settings."""
+    if config.policy == "reservoir":
+        return ReservoirReplay(capacity=config.reservoir_capacity)
+    if config.policy == "recency":
+        return RecencyReplay(half_life_rows=config.half_life_rows)
+    return _POLICIES[config.policy]()
 
 
 def replay_from_state(state: dict[str, Any]) -> ReplayPolicy:
     """Rebuild a policy saved with `state_dict()`."""
-    replay = make_replay(state.get("policy"))  # type: ignore[arg-type]
+    try:
+        cls = _POLICIES[state.get("policy")]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise UnknownReplayPolicyError(state.get("policy"), sorted(_POLICIES)) from None
+    replay = cls()
     replay.load_state_dict(state)
     return replay

@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,138 +24,25 @@ from transformers import (
     EarlyStoppingCallback,
     EvalPrediction,
     PrinterCallback,
-    Trainer,
     TrainerCallback,
     TrainingArguments,
     set_seed,
 )
 
 from retrain import metrics
+from retrain.config import TrainConfig  # also importable from here, as it always was
 from retrain.data import to_dataset
 from retrain.defaults import MAX_LENGTH
 from retrain.devices import resolve_device
-from retrain.errors import EmptyTrainingSetError, InvalidConfigError, NonFiniteLossError
+from retrain.errors import EmptyTrainingSetError, NonFiniteLossError
+from retrain.loss import ContinualTrainer, class_weights
 from retrain.modeling import load_for_training, quiet_progress
 
 logger = logging.getLogger(__name__)
 
 # Scratch folder for Trainer checkpoints inside out_dir; removed when fine_tune returns.
 CHECKPOINTS = "checkpoints"
-PRECISIONS = ("auto", "fp32", "bf16")
 MODEL = "model"
-
-
-@dataclass
-class TrainConfig:
-    """How to fine-tune. Every field is checked on construction; a bad one names itself."""
-
-    epochs: int = field(default=4, metadata={"help": "Maximum passes over the train rows (>= 1)."})
-    batch_size: int = field(default=16, metadata={"help": "Rows per training step (>= 1)."})
-    learning_rate: float = field(
-        default=2e-4, metadata={"help": "Peak AdamW learning rate, in (0, 1]."}
-    )
-    seed: int = field(
-        default=13, metadata={"help": "Seeds head init, shuffling and dropout (>= 0)."}
-    )
-    max_length: int = field(
-        default=MAX_LENGTH, metadata={"help": "Tokens kept per text, [CLS]/[SEP] included (>= 2)."}
-    )
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay, in [0, 1)."})
-    warmup_ratio: float = field(
-        default=0.1, metadata={"help": "Share of steps warming up the learning rate, in [0, 1)."}
-    )
-    early_stopping_patience: int = field(
-        default=1,
-        metadata={
-            "help": "Epochs without a better val macro-F1 before stopping (>= 0; 0 = never stop early)."
-        },
-    )
-    device: str | None = field(
-        default=None, metadata={"help": '"cpu", "cuda", or None to use a GPU when one is visible.'}
-    )
-    class_weighting: bool = field(
-        default=True,
-        metadata={"help": "Weight the loss by inverse class frequency of the train rows, so a "
-                          "majority class (neutral news) cannot swamp the rare ones."},
-    )
-    label_smoothing: float = field(
-        default=0.0,
-        metadata={"help": "Share of each row's target spread evenly over all classes, in [0, 1); 0 = plain "
-                          "one-hot targets."},
-    )
-    distill_alpha: float = field(
-        default=0.0,
-        metadata={"help": "Weight of the distillation term (KL to the champion's predictions on rows that "
-                          "carry `teacher_probs`, LwF-style); 0 = off."},
-    )
-    distill_temperature: float = field(
-        default=2.0, metadata={"help": "Softmax temperature of the distillation term (> 0)."}
-    )
-    precision: str = field(
-        default="auto",
-        metadata={"help": '"auto" (bf16 mixed precision on a GPU that supports it, else fp32), "fp32", or '
-                          '"bf16" (mixed precision on CPU too: 1.7x faster training on an AVX512-BF16 CPU, '
-                          'bench/precision.py; slower on CPUs without).'},
-    )
-    layer_lr_decay: float = field(
-        default=1.0,
-        metadata={"help": "Layer-wise learning-rate decay, in (0, 1]: the head trains at `learning_rate`, each "
-                          "encoder layer below it at this factor times the layer above, the embeddings "
-                          "lowest; 1 = one rate for all."},
-    )
-    ema_decay: float = field(
-        default=0.0,
-        metadata={"help": "Per-step decay of an exponential moving average of the weights, in [0, 1); at each "
-                          "epoch's end the average is scored on val, checkpointed and, after the last epoch, "
-                          "saved. 0 = off: the weights as trained."},
-    )
-    lora_rank: int = field(
-        default=0,
-        metadata={"help": "Train LoRA adapters of this rank on query/value (through peft) and merge them "
-                          "into the weights afterwards; 0 = full fine-tuning."},
-    )
-
-    def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_float("learning_rate", self.learning_rate, 0.0, 1.0, "(0, 1]", low_open=True)
-        _check_int("seed", self.seed, 0)
-        _check_int("max_length", self.max_length, 2)
-        _check_float("weight_decay", self.weight_decay, 0.0, 1.0, "[0, 1)", high_open=True)
-        _check_float("warmup_ratio", self.warmup_ratio, 0.0, 1.0, "[0, 1)", high_open=True)
-        _check_int("early_stopping_patience", self.early_stopping_patience, 0)
-        _check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, "[0, 1)", high_open=True)
-        _check_float("distill_alpha", self.distill_alpha, 0.0, 100.0, "[0, 100]")
-        _check_float("distill_temperature", self.distill_temperature, 0.0, 100.0, "(0, 100]", low_open=True)
-        _check_float("layer_lr_decay", self.layer_lr_decay, 0.0, 1.0, "(0, 1]", low_open=True)
-        _check_float("ema_decay", self.ema_decay, 0.0, 1.0, "[0, 1)", high_open=True)
-        _check_int("lora_rank", self.lora_rank, 0)
-        if self.precision not in PRECISIONS:
-            raise InvalidConfigError("precision", self.precision, " or ".join(f'"{p}"' for p in PRECISIONS))
-        if self.device not in (None, "cpu", "cuda"):
-            raise InvalidConfigError("device", self.device, '"cpu", "cuda" or None (auto)')
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    # bool is an int in Python; `epochs=True` is a mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidConfigError(name, value, f"an integer >= {minimum}")
-
-
-def _check_float(
-    name: str,
-    value: object,
-    low: float,
-    high: float,
-    interval: str,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    expected = f"a number in {interval}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidConfigError(name, value, expected)
-    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-        raise InvalidConfigError(name, value, expected)
 
 
 @dataclass
@@ -177,114 +63,6 @@ class _LogToLogger(TrainerCallback):
             logger.info("epoch %.2f: %s", state.epoch or 0.0, logs)
 
 
-def class_weights(train_labels: list[int], n_classes: int) -> torch.Tensor:
-    """Inverse class frequency ("balanced": n / (k * count)), capped to [0.1, 10] so a class with a
-    handful of rows cannot dominate either; 1 for a class with no rows."""
-    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.ones(n_classes)
-    weights[present] = counts[present].sum() / (present.sum() * counts[present])
-    return torch.tensor(np.clip(weights, 0.1, 10.0), dtype=torch.float32)
-
-
-def continual_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    class_weight: torch.Tensor | None = None,
-    sample_weight: torch.Tensor | None = None,
-    teacher_probs: torch.Tensor | None = None,
-    teacher_mask: torch.Tensor | None = None,
-    distill_alpha: float = 0.0,
-    temperature: float = 2.0,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """Cross-entropy, weighted per class and per row, plus an optional distillation term.
-
-    The weighted CE is a weighted mean (sum of w·CE over sum of w, w = class weight × row weight), so
-    with only class weights it equals `cross_entropy(weight=...)`. The distillation term is
-    `alpha · T² · KL(teacher_T || student_T)` averaged over the rows whose `teacher_mask` is 1: it
-    pulls the update towards the champion's answers on replayed rows (learning without forgetting).
-    """
-    logits = logits.float()
-    per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing)
-    weight = torch.ones_like(per_row)
-    if class_weight is not None:
-        weight = weight * class_weight.to(logits.device)[labels]
-    if sample_weight is not None:
-        weight = weight * sample_weight.to(logits.device).float()
-    loss = (weight * per_row).sum() / weight.sum().clamp_min(1e-12)
-    if distill_alpha > 0 and teacher_probs is not None and teacher_mask is not None and teacher_mask.sum() > 0:
-        mask = teacher_mask.to(logits.device).float()
-        teacher = torch.softmax(torch.log(teacher_probs.to(logits.device).float().clamp_min(1e-8)) / temperature, -1)
-        student = torch.log_softmax(logits / temperature, -1)
-        kl = (teacher * (torch.log(teacher.clamp_min(1e-12)) - student)).sum(-1)
-        loss = loss + distill_alpha * temperature**2 * (kl * mask).sum() / mask.sum()
-    return loss
-
-
-_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
-
-
-def layer_depth(name: str, n_layers: int) -> int:
-    """Where a parameter sits, bottom up: 0 = embeddings, i + 1 = encoder layer i, n_layers + 1 = above the
-    encoder (pooler, classifier head). Works on peft-wrapped names too (`base_model.model.bert...`)."""
-    found = _LAYER.search(name)
-    if found:
-        return int(found.group(1)) + 1
-    return 0 if "embeddings" in name else n_layers + 1
-
-
-def layer_lr_groups(
-    model: torch.nn.Module, learning_rate: float, decay: float, weight_decay: float, decayed: set[str]
-) -> list[dict]:
-    """AdamW parameter groups with layer-wise learning-rate decay: a parameter at depth d (see `layer_depth`)
-    gets `learning_rate * decay ** (top - d)`. `decayed` names the parameters that take weight decay (Trainer
-    exempts biases and LayerNorm). Frozen parameters are left out."""
-    n_layers = model.config.num_hidden_layers
-    top = n_layers + 1
-    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            groups.setdefault((layer_depth(name, n_layers), name in decayed), []).append(param)
-    return [
-        {"params": params, "lr": learning_rate * decay ** (top - depth),
-         "weight_decay": weight_decay if takes_decay else 0.0}
-        for (depth, takes_decay), params in sorted(groups.items())
-    ]
-
-
-class _ContinualTrainer(Trainer):
-    """Trainer whose loss is `continual_loss`: extra row columns (weight, teacher) never reach the model;
-    with `layer_lr_decay` < 1 its AdamW gives each layer its own learning rate."""
-
-    EXTRA = ("weight", "teacher_probs", "teacher_mask")
-
-    def __init__(self, *args, class_weight=None, loss_options=None, layer_lr_decay=1.0, **kwargs):  # noqa: ANN001
-        """`loss_options`: continual_loss's keyword settings (distill_alpha, temperature, label_smoothing)."""
-        super().__init__(*args, **kwargs)
-        self.class_weight, self.loss_options = class_weight, loss_options or {}
-        self.layer_lr_decay = layer_lr_decay
-
-    def create_optimizer(self, model=None):  # noqa: ANN001 (Trainer's hook)
-        if self.layer_lr_decay == 1.0 or self.optimizer is not None:
-            return super().create_optimizer(model)
-        model = self.model if model is None else model
-        groups = layer_lr_groups(model, self.args.learning_rate, self.layer_lr_decay, self.args.weight_decay,
-                                 set(self.get_decay_parameter_names(model)))
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-        # Each group's own "lr" wins over the default in optimizer_kwargs; the scheduler scales them all alike.
-        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-        extra = {name: inputs.get(name) for name in self.EXTRA}
-        model_inputs = {k: v for k, v in inputs.items() if k not in self.EXTRA and k != "labels"}
-        outputs = model(**model_inputs)
-        loss = continual_loss(outputs["logits"], inputs["labels"], self.class_weight, extra["weight"],
-                              extra["teacher_probs"], extra["teacher_mask"], **self.loss_options)
-        return (loss, outputs) if return_outputs else loss
-
-
 class _StopWhenAsked(TrainerCallback):
     """Ends training at the next step once `should_stop()` is true (the daemon is shutting down)."""
 
@@ -295,40 +73,6 @@ class _StopWhenAsked(TrainerCallback):
         if self.should_stop():
             control.should_training_stop = True
         return control
-
-
-class WeightAverage(TrainerCallback):
-    """An exponential moving average of the trainable weights, updated after every optimizer step.
-
-    At each epoch's end the average takes the weights' place, so the val score, the checkpoint and,
-    after the last epoch, the saved model are the average's; the next epoch trains on from the raw
-    weights. Early on the decay is capped at (1 + step) / (10 + step), so the first steps' weights do
-    not linger in the average."""
-
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.average = [p.detach().float().clone() for p in self.params]
-        self.raw: list[torch.Tensor] | None = None
-
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 (Trainer's hook)
-        decay = min(self.decay, (1 + state.global_step) / (10 + state.global_step))
-        with torch.no_grad():
-            for average, param in zip(self.average, self.params):
-                average.mul_(decay).add_(param.detach().float(), alpha=1 - decay)
-
-    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
-        self.raw = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for average, param in zip(self.average, self.params):
-                param.copy_(average)
-
-    def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-        if self.raw is not None:
-            with torch.no_grad():
-                for raw, param in zip(self.raw, self.params):
-                    param.copy_(raw)
-            self.raw = None
 
 
 def training_arguments(
@@ -358,7 +102,7 @@ def training_arguments(
         # By default Trainer replaces a NaN/inf step loss with the running mean, which would
         # hide a diverged run from the finiteness check in fine_tune.
         logging_nan_inf_filter=False,
-        # Row weights and teacher predictions ride along in the batch; the loss pops them.
+        # Teacher predictions ride along in the batch; the loss pops them.
         remove_unused_columns=False,
         # The daemon logs to MLflow itself: no integration may start its own run.
         report_to="none",
@@ -397,15 +141,18 @@ def _val_macro_f1(num_labels: int):
 def fine_tune(
     init: str | Path,
     train_rows: pd.DataFrame,
-    val_rows: pd.DataFrame,
+    val_rows: pd.DataFrame | None,
     labels: list[str],
     out_dir: Path,
     config: TrainConfig,
+    *,
+    max_length: int = MAX_LENGTH,
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Fine-tune `init` on `train_rows`, keep the best epoch on `val_rows`, save it to out_dir/model.
 
+    `max_length` is the tokens kept per text (`ModelConfig.max_length`; the scorer must use the same).
     With no val rows it trains for `config.epochs` and keeps the last epoch. Checkpoints live in
     out_dir/checkpoints only while training. The model folder is written under a temporary name
     and renamed, so a crash never leaves a half-written model where a finished one is expected.
@@ -422,9 +169,9 @@ def fine_tune(
     # Seed before loading: a fresh classification head is drawn from the global RNG.
     set_seed(config.seed)
     model, tokenizer = load_for_training(init, labels)
-    train_ds = to_dataset(train_rows, tokenizer, labels, config.max_length)
+    train_ds = to_dataset(train_rows, tokenizer, labels, max_length)
     has_val = val_rows is not None and len(val_rows) > 0
-    val_ds = to_dataset(val_rows, tokenizer, labels, config.max_length) if has_val else None
+    val_ds = to_dataset(val_rows, tokenizer, labels, max_length) if has_val else None
     callbacks = (
         [EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]
         if has_val and config.early_stopping_patience > 0
@@ -432,7 +179,7 @@ def fine_tune(
     )
     if config.lora_rank > 0:
         model = _with_lora(model, config.lora_rank)
-    trainer = _ContinualTrainer(
+    trainer = ContinualTrainer(
         model=model,
         args=training_arguments(config, scratch, device, has_val, progress),
         train_dataset=train_ds,
@@ -442,17 +189,14 @@ def fine_tune(
         compute_metrics=_val_macro_f1(len(labels)) if has_val else None,
         callbacks=callbacks,
         class_weight=class_weights(train_ds["labels"], len(labels)) if config.class_weighting else None,
-        loss_options={"distill_alpha": config.distill_alpha, "temperature": config.distill_temperature,
-                      "label_smoothing": config.label_smoothing},
-        layer_lr_decay=config.layer_lr_decay,
+        distill_alpha=config.distill_alpha,
+        temperature=config.distill_temperature,
     )
     # disable_tqdm swaps the bars for PrinterCallback, which print()s every log line.
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_LogToLogger())
     if should_stop is not None:  # the caller checks should_stop() again and discards an interrupted model
         trainer.add_callback(_StopWhenAsked(should_stop))
-    if config.ema_decay > 0:  # after Trainer moved the model to its device: the average lives there too
-        trainer.add_callback(WeightAverage(trainer.model, config.ema_decay))
     logger.info(
         "fine-tuning %s on %d rows (%d val) for up to %d epochs on %s",
         init, len(train_ds), len(val_ds) if val_ds is not None else 0, config.epochs, device,

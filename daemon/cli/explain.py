@@ -11,6 +11,7 @@ from typing import Any
 
 from daemon.context import Context
 from daemon.cycle.run import gate_policy
+from registry.evidence import EvaluationReport
 from registry.gate import Decision, decide
 
 
@@ -19,7 +20,9 @@ def explain(ctx: Context, version: str) -> dict[str, Any]:
     report = ctx.registry.read_json_artifact(version, "eval_report")
     config = ctx.registry.read_json_artifact(version, "config")
     stored = Decision.from_dict(report["decision"])
-    replayed = decide(report["candidate"], report["champion"], gate_policy(config.get("gate", {})))
+    candidate = EvaluationReport.from_dict(report["candidate"], "candidate")
+    champion = None if report["champion"] is None else EvaluationReport.from_dict(report["champion"], "champion")
+    replayed = decide(candidate, champion, gate_policy(config.get("gate", {})))
     return {
         "version": info.version, "aliases": list(info.aliases), "parent_version": info.tags.get("cltool.parent_version"),
         "outcome": stored.outcome, "reasons": stored.reasons,

@@ -26,7 +26,7 @@ from daemon.errors import (
     QuarantinedError,
 )
 
-HIDDEN_BY_DEFAULT = {events.ALIAS_SYNCED, events.CYCLE_STARTED, events.DEMO_FED, events.WATCH_SCORED,
+HIDDEN_BY_DEFAULT = {events.ALIAS_SYNCED, events.CYCLE_STARTED, events.CYCLE_PHASE, events.DEMO_FED, events.WATCH_SCORED,
                      events.DRIFT_SCORED, events.JOB_MISSED, events.OBSERVE_LISTENING}
 
 
@@ -293,7 +293,12 @@ def predict(obj, texts: tuple[str, ...], as_json: bool) -> None:
     ctx = _context(obj)
     champion = ctx.registry.get_alias("champion")
     if champion is None:
-        raise NoChampionError(ctx.settings.mlflow.model_name)
+        from daemon.cli.status import running_cycle
+        from daemon.state.locks import DAEMON_LOCK, Locks
+
+        holder, cycle = Locks(ctx.store).holder(DAEMON_LOCK), running_cycle(ctx)
+        raise NoChampionError(ctx.settings.mlflow.model_name, holder.owner if holder else None,
+                              f"cycle {cycle['cycle_id']}, {cycle['phase']}" if holder and cycle else None)
     predictor = Predictor(ctx.models.path(champion.version), max_length=ctx.settings.model.max_length)
     ids, probs = predictor.predict(list(texts))
     rows = [{"text": t, "label": predictor.labels[i], "score": round(float(p[i]), 4), "version": champion.version}

@@ -32,7 +32,26 @@ def collect(ctx: Context) -> dict[str, Any]:
     holder = Locks(ctx.store).holder(DAEMON_LOCK)
     data["daemon"] = None if holder is None else {"owner": holder.owner, "since": holder.acquired_at.isoformat(),
                                                   "lease_until": holder.expires_at.isoformat()}
+    data["cycle"] = running_cycle(ctx)
     return data
+
+
+def running_cycle(ctx: Context) -> dict[str, Any] | None:
+    """The cycle under way (its id, start, phase and since when), or None: a `cycle.started` that no
+    finished/failed/aborted event has closed yet. A cycle whose process died stays open until the next
+    one starts; its start time says how old it is."""
+    started = ctx.store.last_event(events.CYCLE_STARTED)
+    if started is None:
+        return None
+    cycle_id = started.payload.get("cycle_id")
+    later = ctx.store.events(types=[*events.CYCLE_ENDS, events.CYCLE_PHASE], after_id=started.id)
+    if any(e.type in events.CYCLE_ENDS and e.payload.get("cycle_id") == cycle_id for e in later):
+        return None
+    phases = [e for e in later if e.type == events.CYCLE_PHASE and e.payload.get("cycle_id") == cycle_id]
+    phase = phases[-1] if phases else started
+    return {"cycle_id": cycle_id, "since": started.at.isoformat(), "trigger": started.reason,
+            "batches": started.payload.get("batches", []),
+            "phase": phase.payload.get("phase", "starting"), "phase_since": phase.at.isoformat()}
 
 
 def continual_of(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -65,6 +84,10 @@ def render(data: dict[str, Any]) -> str:
         version = f"v{last['version']} " if last["version"] else ""
         lines.append(f"last decision: {version}{last['outcome']} at {last['at']}")
         lines += [f"  - {reason}" for reason in last["reasons"]]
+    cycle = data.get("cycle")
+    if cycle:
+        lines.append(f"cycle {cycle['cycle_id']} running since {cycle['since']} ({cycle['trigger']}): "
+                     f"{cycle['phase']} since {cycle['phase_since']}, on {len(cycle['batches'])} batches")
     daemon = data["daemon"]
     lines.append(f"daemon: {daemon['owner']} since {daemon['since']}" if daemon else "daemon: not running")
     return "\n".join(lines)

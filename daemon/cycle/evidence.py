@@ -14,6 +14,7 @@ import pandas as pd
 
 from daemon.state.store import Batch
 from retrain.evaluation import Predictor, negative_flip_rate, score
+from retrain.update import split, stratified_cap  # noqa: F401 (the cycle's and probation's row helpers)
 
 COLUMNS = ["row_hash", "text", "label", "split", "batch_id", "id", "published_at", "source"]
 
@@ -22,19 +23,6 @@ def load_rows(rows_dir: Path, batches: list[Batch]) -> pd.DataFrame:
     frames = [pd.read_parquet(rows_dir / batch.rows_path) for batch in batches]
     frames = [frame for frame in frames if len(frame)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-
-
-def split(rows: pd.DataFrame, name: str) -> pd.DataFrame:
-    return rows[rows["split"] == name].reset_index(drop=True)
-
-
-def stratified_cap(rows: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
-    """At most `cap` rows keeping each (batch, label) group's share, so old batches stay represented."""
-    if len(rows) <= cap:
-        return rows.reset_index(drop=True)
-    fraction = cap / len(rows)
-    sampled = rows.groupby(["batch_id", "label"], group_keys=False).sample(frac=fraction, random_state=seed)
-    return sampled.sort_values("row_hash").reset_index(drop=True)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -23,12 +23,12 @@ from daemon.cycle.trigger import open_request, should_run
 from daemon.errors import CltoolError
 from daemon.monitoring.drift_pass import drift_report
 from daemon.promotion import retention
-from registry.errors import RegistryError
+from registry.evidence import EvaluationReport, PartReport
 from registry.gate import Decision, GatePolicy, decide
 from retrain.evaluation import Predictor
 from retrain.modeling import resolve_base
-from retrain.replay import make_replay, replay_from_state
-from retrain.train import TrainConfig, fine_tune
+from retrain.train import fine_tune
+from retrain.update import Teacher, prepare_update
 
 log = logging.getLogger(__name__)
 
@@ -112,31 +112,27 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     champion = ctx.registry.get_alias("champion")
     champion_dir = ctx.models.path(champion.version) if champion else None
     init = champion_dir or resolve_base(s.model.base)
-    new_train = evidence.split(new, "train")
-    past_train = evidence.split(past, "train")
-    replay_policy = _replay_policy(ctx, champion.version if champion else None, past_train)
-    replay = replay_policy.sample(past_train, round(s.replay.ratio * len(new_train)), s.labels, s.train.seed)
-    device = None if s.train.device == "auto" else s.train.device
     incumbent = ctx.predictor(champion.version) if champion else None
-    train_rows = _training_rows(s, new_train, replay, incumbent)
-    val = pd.concat([evidence.split(new, "val"),
-                     evidence.stratified_cap(evidence.split(past, "val"), max(len(evidence.split(new, "val")), 50),
-                                             s.train.seed)], ignore_index=True)
+    teacher = (Teacher(lambda texts: incumbent.predict(texts)[1], incumbent.labels)
+               if incumbent is not None and s.train.distill_alpha > 0 else None)
+    update = prepare_update(new, past, s.labels, s.replay, _replay_state(ctx, champion.version if champion else None),
+                            s.train.seed, teacher)
+    new_train, replay = update.new_train, update.replay
     log.info("cycle %s: training from %s on %d new + %d replay rows (%d val)", cycle_id,
-             f"champion v{champion.version}" if champion else s.model.base, len(new_train), len(replay), len(val))
-    _check_stop(ctx, cycle_id, "training")
-    result = fine_tune(init, train_rows, val, s.labels, work, _train_config(s), should_stop=ctx.stop.is_set)
-    replay_policy.observe(new_train, s.train.seed)  # the state saved with this version includes what it learned
-    _check_stop(ctx, cycle_id, "evaluation")
+             f"champion v{champion.version}" if champion else s.model.base, len(new_train), len(replay),
+             len(update.val_rows))
+    _enter(ctx, cycle_id, "training")
+    result = fine_tune(init, update.train_rows, update.val_rows, s.labels, work, s.train,
+                       max_length=s.model.max_length, should_stop=ctx.stop.is_set)
+    _enter(ctx, cycle_id, "evaluation")
 
     regression = evidence.stratified_cap(evidence.split(past, "test"), s.gate.regression_max_rows, s.train.seed)
-    candidate = Predictor(result.model_dir, device=device, max_length=s.model.max_length)
+    candidate = Predictor(result.model_dir, device=s.train.device, max_length=s.model.max_length)
     on_fresh = evidence.score_pair(fresh, s.labels, candidate, incumbent)
     on_regression = evidence.score_pair(regression, s.labels, candidate, incumbent) if len(regression) else None
     summaries = _summaries(on_fresh, on_regression, result.train_loss)
     decision = decide(summaries["candidate"], summaries["champion"], _gate_policy(s))
-    log.info("cycle %s: %s — %s", cycle_id, decision.outcome, "; ".join(decision.reasons))
-    _check_stop(ctx, cycle_id, "registration")
+    _enter(ctx, cycle_id, "registration")
 
     cl_report = _continual_report(ctx, champion.version if champion else None, cycle_id, fresh, regression,
                                   on_fresh, on_regression)
@@ -145,15 +141,16 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
         "cycle_id": cycle_id, "trigger": trigger, "init_from": f"v{champion.version}" if champion else str(init),
         "batches": [{"batch_id": b.batch_id, "file": b.file_name, "checksum": b.checksum,
                      "rows_accepted": b.rows_accepted, "n_train": b.n_train} for b in pending],
-        "new_train_rows": len(new_train), "val_rows": len(val), "fresh_rows": len(fresh),
+        "new_train_rows": len(new_train), "val_rows": len(update.val_rows), "fresh_rows": len(fresh),
         "regression_rows": len(regression), "replay_rows": len(replay),
-        "replay_policy": replay_policy.state_dict(), "replay_row_hashes": replay["row_hash"].tolist(),
+        "replay_policy": update.replay_state, "replay_row_hashes": replay["row_hash"].tolist(),
     }
     review = build_review(work=work, labels=s.labels, decision=decision, on_fresh=on_fresh,
                           on_regression=on_regression, fresh=fresh, regression=regression, new_train=new_train,
                           replay=replay, pending=pending, champion_version=champion.version if champion else None,
                           cycle_id=cycle_id, trigger=trigger, rows_dir=s.rows_dir, continual=cl_report)
-    json_artifacts = {"eval_report": {**summaries, "negative_flip_rate": metrics.get("negative_flip_rate"),
+    stored = {side: report and report.to_dict() for side, report in summaries.items()}
+    json_artifacts = {"eval_report": {**stored, "negative_flip_rate": metrics.get("negative_flip_rate"),
                                       "decision": decision.to_dict()},
                       "lineage": lineage, "config": s.model_dump(mode="json"), "cl_metrics": cl_report}
     # The drift verdicts of the batches this run learned (the reason for it, when drift asked for it).
@@ -211,68 +208,33 @@ def _wait(ctx: Context, cycle_id: str, why: str) -> CycleResult:
     return CycleResult(cycle_id, "WAIT", [why])
 
 
-def _summaries(on_fresh, on_regression, train_loss: float) -> dict[str, Any]:
+def _summaries(on_fresh, on_regression, train_loss: float) -> dict[str, EvaluationReport | None]:
     """Gate input. Each report carries its per-row evidence (y_true, y_pred), so the gate can run a
     paired test and `cltool explain` can replay the decision from the stored report alone."""
 
-    def report(scores, side: str) -> dict | None:
+    def report(scores, side: str) -> PartReport | None:
         if scores is None or getattr(scores, side) is None:
             return None
-        return {**getattr(scores, side), "y_true": scores.truth, "y_pred": getattr(scores, f"{side}_pred")}
+        return PartReport.from_dict({**getattr(scores, side), "y_true": scores.truth,
+                                     "y_pred": getattr(scores, f"{side}_pred")})
 
     return {
-        "candidate": {"fresh": report(on_fresh, "candidate"), "regression": report(on_regression, "candidate"),
-                      "train_loss": train_loss},
-        "champion": None if on_fresh.champion is None else {
-            "fresh": report(on_fresh, "champion"), "regression": report(on_regression, "champion"),
-            "train_loss": None},
+        "candidate": EvaluationReport(report(on_fresh, "candidate"), report(on_regression, "candidate"), train_loss),
+        "champion": None if on_fresh.champion is None else EvaluationReport(
+            report(on_fresh, "champion"), report(on_regression, "champion"), train_loss=None),
     }
 
 
-def _replay_policy(ctx: Context, champion_version: str | None, past_train: pd.DataFrame):
-    """The replay state saved with the champion (so a rollback brings its matching state back), or a
-    fresh policy when there is none or the configured policy changed. A fresh policy is shown the
-    history first, so a new reservoir starts full rather than empty."""
-    r = ctx.settings.replay
-    if champion_version is not None:
-        try:
-            saved = ctx.registry.read_json_artifact(champion_version, "lineage").get("replay_policy") or {}
-        except RegistryError as exc:
-            log.warning("no replay state for champion v%s (%s): starting a fresh %s policy", champion_version, exc,
-                        r.policy)
-            saved = {}
-        if saved.get("policy") == r.policy:
-            return replay_from_state(saved)
-    options = {"reservoir": {"capacity": r.reservoir_capacity}, "recency": {"half_life_rows": r.half_life_rows}}
-    policy = make_replay(r.policy, **options.get(r.policy, {}))
-    policy.observe(past_train, ctx.settings.train.seed)
-    return policy
-
-
-def _training_rows(s, new_train: pd.DataFrame, replay: pd.DataFrame, champion: Predictor | None) -> pd.DataFrame:
-    """New + replayed rows, with a loss weight per row when replay is weighted differently, and the
-    champion's class probabilities on replayed rows when distillation is on."""
-    rows = pd.concat([new_train, replay], ignore_index=True)
-    if s.replay.weight != 1.0:
-        rows["weight"] = [1.0] * len(new_train) + [s.replay.weight] * len(replay)
-    if s.train.distill_alpha > 0 and champion is not None and len(replay):
-        _, probs = champion.predict(replay["text"].tolist())
-        if champion.labels != list(s.labels):  # a grown head: the champion has no column for new classes
-            index = {label: i for i, label in enumerate(champion.labels)}
-            probs = [[p[index[label]] if label in index else 0.0 for label in s.labels] for p in probs]
-        rows["teacher_probs"] = [None] * len(new_train) + [list(map(float, p)) for p in probs]
-    return rows
+def _replay_state(ctx: Context, champion_version: str | None) -> dict[str, Any] | None:
+    """The replay state saved with the champion, so a rollback brings its matching state back."""
+    if champion_version is None:
+        return None
+    return ctx.registry.read_json_artifact(champion_version, "lineage")["replay_policy"]
 
 
 def _continual_report(ctx: Context, champion_version, cycle_id, fresh, regression, on_fresh, on_regression):
     """The candidate's accuracy-matrix row appended to the champion's (see daemon/continual.py)."""
-    parent = None
-    if champion_version is not None:
-        try:
-            parent = ctx.registry.read_json_artifact(champion_version, "cl_metrics")
-        except RegistryError:
-            log.info("champion v%s has no cl_metrics.json (older version): starting a new accuracy matrix",
-                     champion_version)
+    parent = ctx.registry.read_json_artifact(champion_version, "cl_metrics") if champion_version is not None else None
     rows = pd.concat([fresh, regression], ignore_index=True) if on_regression else fresh
     truth = on_fresh.truth + (on_regression.truth if on_regression else [])
     predicted = on_fresh.candidate_pred + (on_regression.candidate_pred if on_regression else [])
@@ -280,23 +242,19 @@ def _continual_report(ctx: Context, champion_version, cycle_id, fresh, regressio
     return continual.build(parent, cycle_id, scores)
 
 
-def _check_stop(ctx: Context, cycle_id: str, step: str) -> None:
+def _enter(ctx: Context, cycle_id: str, phase: str) -> None:
+    """Start `phase` of the cycle, unless a shutdown was asked for: then stop before it. The phase goes
+    in the event log so `cltool status` can say what a running cycle is doing."""
     if ctx.stop.is_set():
-        raise CycleAborted(cycle_id, step)
-
-
-def _train_config(s) -> TrainConfig:
-    """Every `train.*` key is the TrainConfig field of the same name (checked by
-    tests/daemon/test_config.py); `max_length` comes from `model.*`, and device "auto" is None there."""
-    values = s.train.model_dump()
-    values["device"] = None if values["device"] == "auto" else values["device"]
-    return TrainConfig(**values, max_length=s.model.max_length)
+        raise CycleAborted(cycle_id, phase)
+    ctx.store.append(events.CYCLE_PHASE, phase, payload={"cycle_id": cycle_id, "phase": phase})
 
 
 def gate_policy(gate: dict[str, Any]) -> GatePolicy:
-    """The gate's policy from a `[gate]` config section (current settings, or a version's stored config)."""
-    known = {f.name for f in fields(GatePolicy)}
-    return GatePolicy(**{key: value for key, value in gate.items() if key in known})
+    """The gate's policy from a `[gate]` config section (current settings, or a version's stored config).
+    Keys the policy does not know are left out: the daemon's own `regression_max_rows`, and settings a
+    stored config from an older version may still carry."""
+    return GatePolicy.model_validate({key: value for key, value in gate.items() if key in GatePolicy.model_fields})
 
 
 def _gate_policy(s) -> GatePolicy:

@@ -25,6 +25,7 @@ from daemon.drift.base import (
     check_alpha,
     check_positive_int,
 )
+from daemon.drift.config import DEFAULTS
 
 
 class EmbeddingMMDDetector:
@@ -37,10 +38,10 @@ class EmbeddingMMDDetector:
 
     def __init__(
         self,
-        alpha: float = 0.01,
-        permutations: int = 200,
-        max_rows: int = 500,
-        seed: int = 0,
+        alpha: float = DEFAULTS.alpha,
+        permutations: int = DEFAULTS.mmd_permutations,
+        max_rows: int = DEFAULTS.mmd_max_rows,
+        seed: int = DEFAULTS.seed,
         name: str = "embedding_mmd",
     ) -> None:
         self.name = name

@@ -25,6 +25,7 @@ from daemon.drift.base import (
     check_not_empty,
     psi,
 )
+from daemon.drift.config import DEFAULTS
 
 
 def _count(detector: str, what: str, labels: Iterable[object]) -> Counter[str]:
@@ -48,8 +49,8 @@ class LabelMixDetector:
 
     def __init__(
         self,
-        alpha: float = 0.01,
-        psi_threshold: float = 0.2,
+        alpha: float = DEFAULTS.alpha,
+        psi_threshold: float = DEFAULTS.label_psi,
         eps: float = 1e-4,
         name: str = "label_mix",
     ) -> None:
@@ -107,9 +108,9 @@ class NegativeSurgeDetector:
 
     def __init__(
         self,
-        target: str = "negative",
-        alpha: float = 0.01,
-        min_lift: float = 0.10,
+        target: str = DEFAULTS.surge_label,
+        alpha: float = DEFAULTS.alpha,
+        min_lift: float = DEFAULTS.surge_min_lift,
         name: str = "negative_surge",
     ) -> None:
         self.name = name

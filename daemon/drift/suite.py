@@ -1,7 +1,7 @@
 """The six monitors run on every batch, as one unit: fit on a reference once, score each window.
 
 Still pure, like the detectors: texts, labels and the champion's outputs go in, `DriftResult`s
-come out. The daemon (daemon/monitor.py) gathers the rows and runs the model; the benchmark
+come out. The daemon (daemon/monitoring/drift_pass.py) gathers the rows and runs the model; the benchmark
 (bench/drift_bench.py) hands in precomputed outputs and reuses exactly this code.
 
 Monitors and what they read:
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from daemon.drift.base import DriftResult, DriftValueError, check_alpha
+from daemon.drift.config import SuiteConfig
 from daemon.drift.embedding import EmbeddingMMDDetector
 from daemon.drift.labels import LabelMixDetector, NegativeSurgeDetector
 from daemon.drift.text import TextStatsDetector
@@ -48,35 +49,14 @@ class Outputs:
     confidence: np.ndarray
     embeddings: np.ndarray
 
-    def take(self, index: Sequence[int]) -> "Outputs":
-        index = list(index)
-        return Outputs([self.pred[i] for i in index], self.confidence[index], self.embeddings[index])
-
 
 def model_outputs(model: Model, texts: Sequence[str]) -> Outputs:
     ids, probs, embeddings = model.predict_and_embed(list(texts))
     return Outputs([model.labels[i] for i in ids], probs.max(axis=1), embeddings)
 
 
-@dataclass(frozen=True)
-class SuiteConfig:
-    """The knobs of every monitor; `from_section` reads them off the `[drift]` settings."""
-
-    alpha: float = 0.01
-    label_psi: float = 0.2
-    text_psi: float = 0.1
-    mmd_max_rows: int = 300
-    mmd_permutations: int = 200
-    surge_label: str = "negative"
-    surge_min_lift: float = 0.10
-    max_f1_drop: float = 0.10
-    seed: int = 0
-    bootstrap_samples: int = 500
-
-    @classmethod
-    def from_section(cls, section: Any) -> "SuiteConfig":
-        names = [name for name in cls.__dataclass_fields__ if hasattr(section, name)]
-        return cls(**{name: getattr(section, name) for name in names})
+# Resamples behind live_performance's p-value: 500 keep the p-value's own noise near ±0.01 at alpha 0.01.
+LIVE_BOOTSTRAP_SAMPLES = 500
 
 
 class DriftSuite:
@@ -148,7 +128,7 @@ class DriftSuite:
         true_ids, pred_ids = _ids(truth, self.labels), _ids(pred, self.labels)
         live = float(_macro_f1(true_ids[None, :], pred_ids[None, :], len(self.labels))[0])
         rng = np.random.default_rng([c.seed, 2])
-        draws = rng.integers(0, len(true_ids), size=(c.bootstrap_samples, len(true_ids)))
+        draws = rng.integers(0, len(true_ids), size=(LIVE_BOOTSTRAP_SAMPLES, len(true_ids)))
         boot = _macro_f1(true_ids[draws], pred_ids[draws], len(self.labels))
         # One-sided: how often a resample of this batch scores at least the baseline.
         p_value = float((1 + np.sum(boot >= baseline)) / (1 + len(boot)))
@@ -158,7 +138,7 @@ class DriftSuite:
             drifted=bool(drop >= c.max_f1_drop and p_value < c.alpha), p_value=p_value,
             details={"alpha": c.alpha, "live_macro_f1": live, "live_accuracy": float(np.mean(true_ids == pred_ids)),
                      "baseline_macro_f1": baseline, "n_window": len(true_ids),
-                     "bootstrap_samples": c.bootstrap_samples},
+                     "bootstrap_samples": LIVE_BOOTSTRAP_SAMPLES},
         )
 
 

@@ -24,6 +24,7 @@ from daemon.drift.base import (
     check_positive_int,
     psi,
 )
+from daemon.drift.config import DEFAULTS
 
 _WORD = re.compile(r"[a-z0-9']+")
 _URL = re.compile(r"^(?:https?://|www\.)\S+", re.IGNORECASE)
@@ -45,8 +46,8 @@ class TextStatsDetector:
     def __init__(
         self,
         vocabulary: Iterable[str] | None = None,
-        alpha: float = 0.01,
-        psi_threshold: float = 0.1,
+        alpha: float = DEFAULTS.alpha,
+        psi_threshold: float = DEFAULTS.text_psi,
         bins: int = 10,
         name: str = "text_stats",
     ) -> None:

@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 from daemon import events
 from daemon.config import Settings
-from daemon.errors import QuarantinedError
 from daemon.ingest.validate import FORMATS, Judgement, file_checksum, judge
 from daemon.state.store import Batch, StateStore, utcnow
 
@@ -158,7 +157,6 @@ class Inbox:
         os.replace(claimed, target)  # the reason file is written first: a quarantined file always has one
         self.store.append(events.INGEST_QUARANTINED, reason, actor=self.actor, payload={"file": claimed.name, "checksum": checksum,
                                                                   "path": str(target)})
-        log.warning("quarantined %s: %s", claimed.name, reason)
         return IngestResult(claimed.name, "quarantined", None, reason, target)
 
     def _write_reason(self, target: Path, name: str, checksum: str, reason: str, judgement: Judgement) -> None:

@@ -29,7 +29,7 @@ from daemon import events
 from daemon.context import Context
 from daemon.cycle.trigger import open_request
 from daemon.drift import Hysteresis, severity
-from daemon.drift.suite import DriftSuite, Outputs, SuiteConfig, model_outputs
+from daemon.drift.suite import DriftSuite, Outputs, model_outputs
 from daemon.state.store import Batch, Event
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class DriftMonitor:
                 if champion.metrics.get(name) is not None:
                     baseline, baseline_source = float(champion.metrics[name]), name
                     break
-        suite = DriftSuite(SuiteConfig.from_section(d), s.labels, vocabulary=vocabulary)
+        suite = DriftSuite(d, s.labels, vocabulary=vocabulary)
         suite.fit(learned["text"].tolist(), learned["label"].tolist(), outputs, baseline)
         info = {"mode": d.reference, "key": key, "champion_version": version, "batches": len(source),
                 "rows": len(learned), "model_rows": len(model_rows) if outputs is not None else 0,

@@ -86,12 +86,6 @@ class AliasKeeper:
                                       payload={"op": "rollback", "to": target, "from": current.version})
             return self.apply(event)
 
-    def challenger(self, version: str, reason: str, *, actor: str) -> Move:
-        with self.lock():
-            event = self.store.append(events.CHALLENGER, reason, version=version, actor=actor,
-                                      payload={"op": "challenger", "to": version})
-            return self.apply(event)
-
     def alias_version(self, alias: str) -> str | None:
         info = self.registry.get_alias(alias)
         return info.version if info else None

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
+from daemon.events import WARNINGS as WARNING_EVENTS
+
 log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
@@ -174,10 +176,6 @@ class StateStore:
         with self.engine.connect() as conn:
             return [Batch.from_row(row) for row in conn.execute(query)]
 
-    def mark_consumed(self, batch_ids: list[str], cycle_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(batches.update().where(batches.c.batch_id.in_(batch_ids)).values(cycle_id=cycle_id))
-
     def known_hashes(self, hashes: list[str]) -> set[str]:
         found: set[str] = set()
         with self.engine.connect() as conn:
@@ -238,7 +236,9 @@ def _insert_event(conn: sa.Connection, entry: dict[str, Any], now: datetime) -> 
 
 
 def _log_event(event: Event) -> None:
-    log.info("event %s", event.type, extra={"event": event.to_dict()})
+    """The one log line of an event: whoever wrote it logs nothing else about it."""
+    level = logging.WARNING if event.type in WARNING_EVENTS else logging.INFO
+    log.log(level, "event %s", event.type, extra={"event": event.to_dict()})
 
 
 def _event(row: sa.Row) -> Event:

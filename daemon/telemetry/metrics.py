@@ -50,17 +50,14 @@ class Metrics:
                                   ["detector"], registry=r)
         self._drift_state = Gauge("cltool_drift_state", "1 while the detector reports drift, else 0.",
                                   ["detector"], registry=r)
-        self._live_f1 = Gauge("cltool_live_macro_f1", "Macro-F1 of the champion on recent labelled live data.",
-                              registry=r)
         self._drift_threshold = Gauge("cltool_drift_threshold", "Threshold the latest drift score is compared with.",
                                       ["detector"], registry=r)
         self._drift_window = Gauge("cltool_drift_window_drifted",
                                    "1 when the latest scored batch alone drifted (before hysteresis), else 0.",
                                    ["detector"], registry=r)
-        self._live_accuracy = Gauge("cltool_live_accuracy", "Accuracy of the champion on the latest labelled batch.",
-                                    registry=r)
-        self._confidence = Gauge("cltool_prediction_mean_confidence",
-                                 "Mean top-class probability of the champion on the latest batch.", registry=r)
+        # The champion's live readings exist only once a champion has scored a batch: a 0 before that
+        # would read as a broken model (and fire `cltool_live_macro_f1 < 0.80`), so they start absent.
+        self._live: dict[str, Gauge] = {}
         self._champion = Gauge("cltool_champion_info", "1 for the model version that is champion now.",
                                ["version"], registry=r)
         self._cycles = Counter("cltool_cycles", "Retrain cycles finished, by outcome.", ["outcome"], registry=r)
@@ -85,13 +82,6 @@ class Metrics:
             self._promotions.labels(actor_kind=kind)
         for kind in ROLLBACK_KINDS:
             self._rollbacks.labels(kind=kind)
-
-    # -- names, for checks that a dashboard or rule only uses metrics that exist ---------------
-    def metric_names(self) -> set[str]:
-        """Every sample name this registry exposes (e.g. `cltool_cycles_total`, `cltool_cycles_created`)."""
-        return {s.name for family in self.registry.collect() for s in family.samples} | {
-            family.name for family in self.registry.collect()
-        }
 
     # -- events --------------------------------------------------------------------------------
     def cycle_finished(self, outcome: str, at: float | datetime) -> None:
@@ -126,13 +116,19 @@ class Metrics:
         self._drift_window.labels(detector=detector).set(1 if drifted else 0)
 
     def live_macro_f1(self, value: float) -> None:
-        self._live_f1.set(value)
+        self._set_live("cltool_live_macro_f1", "Macro-F1 of the champion on recent labelled live data.", value)
 
     def live_accuracy(self, value: float) -> None:
-        self._live_accuracy.set(value)
+        self._set_live("cltool_live_accuracy", "Accuracy of the champion on the latest labelled batch.", value)
 
     def mean_confidence(self, value: float) -> None:
-        self._confidence.set(value)
+        self._set_live("cltool_prediction_mean_confidence",
+                       "Mean top-class probability of the champion on the latest batch.", value)
+
+    def _set_live(self, name: str, documentation: str, value: float) -> None:
+        if name not in self._live:
+            self._live[name] = Gauge(name, documentation, registry=self.registry)
+        self._live[name].set(value)
 
     def inbox_backlog(self, files: int) -> None:
         self._backlog.set(files)

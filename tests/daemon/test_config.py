@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config import Settings, TrainSection, load_settings, render_toml
+from daemon.config import Settings, load_settings, render_toml
 from daemon.errors import ConfigError, ConfigFileError
 
 REQUIRED_KEYS = ["state_dir", "inbox_dir", "labels", "model.base", "model.max_length", "train.epochs",
@@ -93,8 +93,11 @@ def test_rendered_file_is_commented_and_loads_to_the_defaults(tmp_path):
     assert loaded.state_dir == tmp_path / "state"
 
 
-def test_scheduler_busy_skips_are_not_logged_but_other_warnings_are():
+def test_scheduler_busy_skips_are_not_logged_but_other_warnings_are(monkeypatch):
     import logging
+    import os
+
+    monkeypatch.delenv("MLFLOW_CONFIGURE_LOGGING", raising=False)
 
     from daemon.logs import configure
 
@@ -110,32 +113,42 @@ def test_scheduler_busy_skips_are_not_logged_but_other_warnings_are():
         scheduler_log = logging.getLogger("apscheduler.scheduler")
         scheduler_log.warning('Execution of job "cycle" skipped: maximum number of running instances reached (1)')
         scheduler_log.warning('Run time of job "cycle" was missed by 0:01:00')
+        scheduler_log.info('Adding job tentatively -- it will be properly scheduled when the scheduler starts')
+        logging.getLogger("transformers.distributed.tensor_parallel").warning("The following layers were not sharded")
         assert seen == ['Run time of job "cycle" was missed by 0:01:00']
         assert len(scheduler_log.filters) == 1
+        assert os.environ["MLFLOW_CONFIGURE_LOGGING"] == "false"  # MLflow's lines come through ours
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
 
 
-def test_every_train_key_is_a_fine_tuning_setting():
-    from dataclasses import fields
-
-    from retrain.train import TrainConfig
-
-    # _train_config passes the section through by name: a key without a TrainConfig field would fail
-    # there, and one TrainConfig has that the section lacks could never be configured.
-    assert set(TrainSection.model_fields) == {f.name for f in fields(TrainConfig)} - {"max_length"}
-
-
-def test_train_section_reaches_the_fine_tuning_config(tmp_path, monkeypatch):
-    from daemon.cycle.run import _train_config
+def test_each_section_is_its_packages_own_config_type(tmp_path, monkeypatch):
+    from daemon.drift.config import SuiteConfig
+    from registry.policy import GatePolicy
+    from retrain.config import ModelConfig, ReplayConfig, TrainConfig
 
     monkeypatch.chdir(tmp_path)
-    settings = load_settings(train={"precision": "bf16", "lora_rank": 4, "distill_alpha": 0.5,
-                                    "label_smoothing": 0.1, "layer_lr_decay": 0.9, "ema_decay": 0.99,
-                                    "warmup_ratio": 0.2})
-    config = _train_config(settings)
+    settings = load_settings(train={"precision": "bf16", "lora_rank": 4, "distill_alpha": 0.5, "warmup_ratio": 0.2})
+    # Declared once: the daemon hands these very objects to fine_tune, prepare_update, the gate, the suite.
+    assert isinstance(settings.train, TrainConfig) and isinstance(settings.model, ModelConfig)
+    assert isinstance(settings.replay, ReplayConfig)
+    assert isinstance(settings.gate, GatePolicy) and isinstance(settings.drift, SuiteConfig)
+    config = settings.train
     assert (config.precision, config.lora_rank, config.distill_alpha) == ("bf16", 4, 0.5)
-    assert (config.label_smoothing, config.layer_lr_decay, config.ema_decay) == (0.1, 0.9, 0.99)
     assert config.warmup_ratio == 0.2
-    assert config.max_length == settings.model.max_length
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[train]\nlabel_smoothing = 0.1\n", "train.label_smoothing"),
+    ("[train]\nlayer_lr_decay = 0.9\n", "train.layer_lr_decay"),
+    ("[train]\nema_decay = 0.99\n", "train.ema_decay"),
+    ("[replay]\nweight = 0.5\n", "replay.weight"),
+])
+def test_a_removed_key_fails_at_start_up_saying_it_was_removed(tmp_path, text, key):
+    path = tmp_path / "old.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.key == key
+    assert f"{key} was removed" in str(caught.value) and "delete it" in str(caught.value)

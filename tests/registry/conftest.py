@@ -95,3 +95,53 @@ def registry(tmp_path: Path, seed_store: dict):
 
     shutil.copy2(seed_store["folder"] / "mlflow.db", tmp_path / "mlflow.db")
     return ModelRegistry(store_uri(tmp_path), MODEL_NAME, artifact_location=seed_store["artifact_location"])
+
+
+# ---- evaluation reports for the gate tests, built from which rows each model gets right -------
+
+
+def truth(n: int) -> list[str]:
+    """n rows cycling negative, neutral, positive: balanced classes."""
+    return [LABELS[i % 3] for i in range(n)]
+
+
+def wrong_on(y_true: list[str], rows) -> list[str]:
+    """Predictions equal to the truth except on `rows`, where they name the next class.
+
+    Wrong on the first k rows of `truth(n)` with k a multiple of 3, every class has precision =
+    recall = 1 - k/n, so macro-F1 is exactly 1 - k/n."""
+    rows = set(rows)
+    return [LABELS[(LABELS.index(y) + 1) % 3] if i in rows else y for i, y in enumerate(y_true)]
+
+
+def scored(y_true: list[str], y_pred: list[str]):
+    """A PartReport as the daemon builds one, per-row evidence included (numbers from sklearn)."""
+    from sklearn.metrics import f1_score, recall_score
+
+    from registry.evidence import PartReport
+
+    n = len(y_true)
+    if n == 0:  # what retrain.evaluation.score reports for no rows
+        return PartReport(0, None, None, dict.fromkeys(LABELS), dict.fromkeys(LABELS), (), ())
+    recall = recall_score(y_true, y_pred, labels=LABELS, average=None, zero_division=0)
+    return PartReport(
+        n=n,
+        macro_f1=float(f1_score(y_true, y_pred, labels=LABELS, average="macro", zero_division=0)),
+        accuracy=sum(t == p for t, p in zip(y_true, y_pred)) / n,
+        recall=dict(zip(LABELS, map(float, recall))),
+        pred_share={label: list(y_pred).count(label) / n for label in LABELS},
+        y_true=tuple(y_true),
+        y_pred=tuple(y_pred),
+    )
+
+
+def pair(fresh_true, cand_fresh, champ_fresh, reg_true=None, cand_reg=None, champ_reg=None):
+    """(candidate, champion) EvaluationReports scored on the same fresh and regression rows."""
+    from registry.evidence import EvaluationReport
+
+    regression = reg_true is not None
+    candidate = EvaluationReport(scored(fresh_true, cand_fresh),
+                                 scored(reg_true, cand_reg) if regression else None, train_loss=0.3)
+    champion = EvaluationReport(scored(fresh_true, champ_fresh),
+                                scored(reg_true, champ_reg) if regression else None, train_loss=None)
+    return candidate, champion

@@ -1,4 +1,4 @@
-"""The update's loss: class weights, new-vs-replay row weights, distillation towards the champion."""
+"""The update's loss (class weights, distillation towards the champion), LoRA, precision, a growing head."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from retrain.data import to_dataset
-from retrain.evaluation import Predictor
-from retrain.modeling import load_for_training
-from retrain.train import (TrainConfig, WeightAverage, class_weights, continual_loss, fine_tune, layer_depth, layer_lr_groups,
-                           training_arguments, use_bf16)
 from retrain.errors import InvalidConfigError, LabelMismatchError
+from retrain.evaluation import Predictor
+from retrain.loss import class_weights, continual_loss
+from retrain.modeling import load_for_training
+from retrain.train import TrainConfig, fine_tune, training_arguments, use_bf16
 
 LOGITS = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [1.0, 1.0, 1.0]])
 LABELS_T = torch.tensor([0, 1, 2, 0])
@@ -31,29 +31,6 @@ def test_class_weighted_loss_equals_torch_weighted_cross_entropy():
     expected = torch.nn.functional.cross_entropy(LOGITS, LABELS_T, weight=weight)
     assert torch.isclose(continual_loss(LOGITS, LABELS_T, class_weight=weight), expected)
     assert not torch.isclose(expected, torch.nn.functional.cross_entropy(LOGITS, LABELS_T))
-
-
-def test_row_weights_scale_each_rows_share():
-    rows = torch.nn.functional.cross_entropy(LOGITS, LABELS_T, reduction="none")
-    w = torch.tensor([1.0, 1.0, 0.5, 0.5])
-    assert torch.isclose(continual_loss(LOGITS, LABELS_T, sample_weight=w), (w * rows).sum() / w.sum())
-    # Zero weight on a row removes it entirely.
-    zero = torch.tensor([1.0, 1.0, 1.0, 0.0])
-    assert torch.isclose(continual_loss(LOGITS, LABELS_T, sample_weight=zero), rows[:3].mean())
-
-
-def test_label_smoothing_mixes_a_uniform_target_into_each_rows_loss():
-    eps = 0.1
-    log_p = torch.log_softmax(LOGITS, -1)
-    # Target: 1 - eps on the label plus eps / 3 on every class (the label included).
-    target = torch.full_like(log_p, eps / 3) + (1 - eps) * torch.nn.functional.one_hot(LABELS_T, 3)
-    rows = -(target * log_p).sum(-1)
-    weight = torch.tensor([10 / 3, 10 / 18, 10 / 9])
-    w = weight[LABELS_T]
-    assert torch.isclose(continual_loss(LOGITS, LABELS_T, label_smoothing=eps), rows.mean())
-    assert torch.isclose(continual_loss(LOGITS, LABELS_T, class_weight=weight, label_smoothing=eps),
-                         (w * rows).sum() / w.sum())
-    assert not torch.isclose(rows.mean(), continual_loss(LOGITS, LABELS_T))
 
 
 def test_distillation_adds_t_squared_kl_on_masked_rows_only():
@@ -76,12 +53,11 @@ def test_distillation_adds_t_squared_kl_on_masked_rows_only():
                                         distill_alpha=1.0), base)
 
 
-def test_teacher_and_weight_columns_reach_the_dataset(tiny_model_dir, labels):
+def test_teacher_columns_reach_the_dataset(tiny_model_dir, labels):
     _, tokenizer = load_for_training(tiny_model_dir, labels)
-    rows = pd.DataFrame({"text": ["good", "bad"], "label": ["positive", "negative"], "weight": [1.0, 0.5],
+    rows = pd.DataFrame({"text": ["good", "bad"], "label": ["positive", "negative"],
                          "teacher_probs": [None, [0.1, 0.2, 0.7]]})
     ds = to_dataset(rows, tokenizer, labels, 16)
-    assert ds["weight"] == [1.0, 0.5]
     assert ds["teacher_mask"] == [0.0, 1.0]
     assert ds["teacher_probs"][1] == pytest.approx([0.1, 0.2, 0.7])
     with pytest.raises(ValueError, match="one per class"):
@@ -89,17 +65,14 @@ def test_teacher_and_weight_columns_reach_the_dataset(tiny_model_dir, labels):
 
 
 @pytest.mark.parametrize("field,value", [("distill_alpha", -1.0), ("distill_temperature", 0.0), ("lora_rank", -2),
-                                         ("precision", "fp16"), ("label_smoothing", 1.0),
-                                         ("label_smoothing", -0.1), ("layer_lr_decay", 0.0),
-                                         ("layer_lr_decay", 1.5), ("ema_decay", 1.0), ("ema_decay", -0.5)])
+                                         ("precision", "fp16")])
 def test_new_train_settings_are_checked(field, value):
     with pytest.raises(InvalidConfigError, match=field):
         TrainConfig(**{field: value})
 
 
-def test_weighted_distilled_lora_update_trains_and_saves_a_plain_model(tiny_model_dir, labels, train_rows, tmp_path):
-    rows = train_rows.assign(weight=[1.0] * 30 + [0.5] * 30,
-                             teacher_probs=[None] * 30 + [[0.2, 0.5, 0.3]] * 30)
+def test_distilled_lora_update_trains_and_saves_a_plain_model(tiny_model_dir, labels, train_rows, tmp_path):
+    rows = train_rows.assign(teacher_probs=[None] * 30 + [[0.2, 0.5, 0.3]] * 30)
     config = TrainConfig(epochs=1, batch_size=8, device="cpu", lora_rank=4, distill_alpha=1.0,
                          early_stopping_patience=0)
     result = fine_tune(tiny_model_dir, rows, None, labels, tmp_path, config)
@@ -174,85 +147,3 @@ def test_old_classes_survive_training_the_grown_head(tiny_model_dir, labels, tra
     assert predictor.labels == grown
     for label in labels:
         assert report["recall"][label] > 0.5, report
-
-
-# -- layer-wise learning-rate decay -------------------------------------------------------------
-def test_layer_depth_counts_from_the_embeddings_up_with_or_without_peft():
-    assert layer_depth("bert.embeddings.word_embeddings.weight", 6) == 0
-    assert layer_depth("bert.encoder.layer.0.attention.self.query.weight", 6) == 1
-    assert layer_depth("bert.encoder.layer.5.output.LayerNorm.bias", 6) == 6
-    assert layer_depth("base_model.model.bert.encoder.layer.3.attention.self.value.lora_A.default.weight", 6) == 4
-    assert layer_depth("bert.pooler.dense.weight", 6) == 7
-    assert layer_depth("classifier.weight", 6) == 7
-
-
-def test_layer_lr_groups_decay_the_rate_per_layer_and_keep_the_weight_decay_exemptions(tiny_model_dir, labels):
-    model, _ = load_for_training(tiny_model_dir, labels)
-    n = model.config.num_hidden_layers
-    model.bert.embeddings.position_embeddings.weight.requires_grad_(False)  # a frozen parameter
-    decayed = {name for name, _ in model.named_parameters() if "bias" not in name and "LayerNorm" not in name}
-    groups = layer_lr_groups(model, 1e-3, 0.5, 0.01, decayed)
-    rate = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
-    params = dict(model.named_parameters())
-    assert rate[id(params["classifier.weight"])] == (1e-3, 0.01)
-    assert rate[id(params["classifier.bias"])] == (1e-3, 0.0)
-    assert rate[id(params["bert.encoder.layer.0.attention.self.query.weight"])] == (1e-3 * 0.5 ** n, 0.01)
-    assert rate[id(params[f"bert.encoder.layer.{n - 1}.output.LayerNorm.weight"])] == (1e-3 * 0.5, 0.0)
-    assert rate[id(params["bert.embeddings.word_embeddings.weight"])] == (1e-3 * 0.5 ** (n + 1), 0.01)
-    assert id(params["bert.embeddings.position_embeddings.weight"]) not in rate
-    assert len(rate) == sum(p.requires_grad for p in model.parameters())
-
-
-def test_layer_lr_decay_slows_the_lower_layers_in_a_real_update(tiny_model_dir, labels, train_rows, tmp_path):
-    before = load_file(tiny_model_dir / "model.safetensors")
-
-    def moved(decay: float) -> dict[str, float]:
-        config = TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, device="cpu", early_stopping_patience=0,
-                             layer_lr_decay=decay)
-        after = load_file(fine_tune(tiny_model_dir, train_rows, None, labels, tmp_path / str(decay),
-                                    config).model_dir / "model.safetensors")
-        return {k: (after[k] - before[k]).abs().max().item()
-                for k in ("bert.embeddings.word_embeddings.weight", "classifier.weight")}
-
-    flat, decayed = moved(1.0), moved(0.01)
-    # The head learns at the full rate either way; the embeddings at 0.01 ** (layers + 1) of it.
-    assert decayed["classifier.weight"] > 0.2 * flat["classifier.weight"]
-    assert decayed["bert.embeddings.word_embeddings.weight"] < 1e-3 * flat["bert.embeddings.word_embeddings.weight"]
-
-
-# -- weight averaging ---------------------------------------------------------------------------
-def test_weight_average_tracks_an_ema_and_stands_in_for_the_weights_between_epochs():
-    from types import SimpleNamespace
-
-    model = torch.nn.Linear(1, 1, bias=False)
-    frozen = torch.nn.Linear(1, 1)  # not trainable: never averaged
-    frozen.requires_grad_(False)
-    with torch.no_grad():
-        model.weight.fill_(0.0)
-    average = WeightAverage(torch.nn.Sequential(model, frozen), decay=0.5)
-    assert len(average.params) == 1
-    steps = [(1, 4.0), (100, 8.0)]  # (global step, weight after that step)
-    for step, value in steps:
-        with torch.no_grad():
-            model.weight.fill_(value)
-        average.on_step_end(None, SimpleNamespace(global_step=step), None)
-    # Step 1: decay capped at 2/11 -> 0 * 2/11 + 4 * 9/11. Step 100: decay 0.5 -> the mean of that and 8.
-    first = 4.0 * 9 / 11
-    assert average.average[0].item() == pytest.approx(0.5 * first + 0.5 * 8.0)
-    average.on_epoch_end(None, None, None)
-    assert model.weight.item() == pytest.approx(0.5 * first + 4.0)  # scored and checkpointed: the average
-    average.on_epoch_begin(None, None, None)
-    assert model.weight.item() == 8.0  # training goes on from the raw weights
-
-
-def test_an_averaged_update_trains_and_saves_the_average(tiny_model_dir, labels, train_rows, val_rows, tmp_path):
-    config = dict(epochs=2, batch_size=8, learning_rate=1e-3, device="cpu", early_stopping_patience=1)
-    plain = fine_tune(tiny_model_dir, train_rows, val_rows, labels, tmp_path / "plain", TrainConfig(**config))
-    averaged = fine_tune(tiny_model_dir, train_rows, val_rows, labels, tmp_path / "ema",
-                         TrainConfig(**config, ema_decay=0.9))
-    before = load_file(tiny_model_dir / "model.safetensors")
-    a, b = (load_file(r.model_dir / "model.safetensors") for r in (plain, averaged))
-    key = "classifier.weight"
-    # The average lags behind the trained weights: it moved from the start, but less far.
-    assert 0 < (b[key] - before[key]).norm() < (a[key] - before[key]).norm()
-    assert averaged.best_val_macro_f1 is not None

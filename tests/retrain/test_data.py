@@ -24,19 +24,12 @@ def test_labels_become_ids_in_label_order(tokenizer, labels):
     first = tokenizer.convert_ids_to_tokens(dataset[0]["input_ids"])
     assert first == ["[CLS]", "a", "good", "day", "[SEP]"]
     assert dataset[0]["attention_mask"] == [1, 1, 1, 1, 1]
-    assert "weight" not in dataset.column_names
 
 
 def test_long_texts_are_truncated_to_max_length(tokenizer, labels):
     rows = pd.DataFrame({"text": ["word " * 50], "label": ["neutral"]})
     dataset = to_dataset(rows, tokenizer, labels, max_length=8)
     assert len(dataset[0]["input_ids"]) == 8
-
-
-def test_weight_column_passes_through(tokenizer, labels):
-    rows = pd.DataFrame({"text": ["good", "bad"], "label": ["positive", "negative"], "weight": [0.5, 2]})
-    dataset = to_dataset(rows, tokenizer, labels, max_length=8)
-    assert dataset["weight"] == [0.5, 2.0]
 
 
 def test_unknown_label_is_named_with_the_allowed_ones(tokenizer, labels):

@@ -15,8 +15,8 @@ def test_embeddings_are_padding_free_in_input_order_and_match_predict(tiny_model
     plain_ids, plain_probs = predictor.predict(texts)
     assert (ids == plain_ids).all() and np.allclose(probs, plain_probs, atol=1e-5)
     # Alone (no padding) or batched with a long text (padded), a text gets the same embedding.
-    alone = predictor.embed(["short"])
+    alone = predictor.predict_and_embed(["short"])[2]
     assert np.allclose(alone[0], embeddings[0], atol=1e-4)
-    reordered = predictor.embed(list(reversed(texts)))
+    reordered = predictor.predict_and_embed(list(reversed(texts)))[2]
     assert np.allclose(reordered[::-1], embeddings, atol=1e-4)
     assert not np.allclose(embeddings[0], embeddings[1], atol=1e-3)

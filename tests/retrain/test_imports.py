@@ -8,8 +8,8 @@ import textwrap
 CHECK = textwrap.dedent(
     """
     import sys, threading
-    import retrain.data, retrain.devices, retrain.errors, retrain.evaluation, retrain.metrics
-    import retrain.modeling, retrain.replay, retrain.train
+    import retrain.config, retrain.data, retrain.devices, retrain.errors, retrain.evaluation, retrain.loss
+    import retrain.metrics, retrain.modeling, retrain.replay, retrain.train, retrain.update
     assert threading.active_count() == 1, threading.enumerate()
     forbidden = sorted(m for m in sys.modules if m.split(".")[0] in {"mlflow", "registry", "daemon"})
     assert not forbidden, forbidden

@@ -6,10 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from retrain.config import ReplayConfig
 from retrain.errors import MissingColumnError, ReplayStateError, UnknownReplayPolicyError
 from retrain.replay import (
     ClassBalancedReplay,
+    RecencyReplay,
     ReplayPolicy,
+    ReservoirReplay,
     balanced_quotas,
     make_replay,
     replay_from_state,
@@ -111,7 +114,7 @@ def test_quotas_water_fill():
 
 
 def test_state_round_trip_through_json():
-    replay = make_replay("class_balanced", label_column="sentiment")
+    replay = ClassBalancedReplay(label_column="sentiment")
     state = json.loads(json.dumps(replay.state_dict()))
     assert state == {"policy": "class_balanced", "label_column": "sentiment"}
     restored = replay_from_state(state)
@@ -129,7 +132,19 @@ def test_state_of_another_policy_is_refused():
 
 def test_unknown_policy_names_the_known_ones():
     with pytest.raises(UnknownReplayPolicyError) as caught:
-        make_replay("fifo")
+        replay_from_state({"policy": "fifo"})
     assert "'fifo'" in str(caught.value)
     assert "'class_balanced'" in str(caught.value)
-    assert isinstance(make_replay("class_balanced"), ReplayPolicy)
+    assert isinstance(make_replay(ReplayConfig()), ReplayPolicy)
+
+
+def test_make_replay_builds_every_configured_policy_with_its_settings():
+    for policy in ("class_balanced", "reservoir", "recency"):
+        assert make_replay(ReplayConfig(policy=policy)).name == policy
+    assert make_replay(ReplayConfig(policy="reservoir", reservoir_capacity=7)).capacity == 7
+    assert make_replay(ReplayConfig(policy="recency", half_life_rows=9)).half_life_rows == 9
+
+
+def test_constructor_defaults_are_the_configs():
+    assert ReservoirReplay().capacity == ReplayConfig().reservoir_capacity == 5000
+    assert RecencyReplay().half_life_rows == ReplayConfig().half_life_rows == 5000

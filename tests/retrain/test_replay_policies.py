@@ -8,8 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from retrain.config import ReplayConfig
 from retrain.errors import ReplayStateError
-from retrain.replay import RecencyReplay, ReservoirReplay, make_replay, replay_from_state
+from retrain.replay import (
+    ClassBalancedReplay,
+    RecencyReplay,
+    ReservoirReplay,
+    make_replay,
+    replay_from_state,
+)
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -90,7 +97,7 @@ def test_reservoir_refuses_a_state_bigger_than_its_capacity():
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
 def test_reservoir_capacity_must_be_a_positive_integer(bad):
     with pytest.raises(ReplayStateError, match="capacity"):
-        make_replay("reservoir", capacity=bad)
+        ReservoirReplay(capacity=bad)
 
 
 # -- recency -----------------------------------------------------------------------------------
@@ -120,7 +127,7 @@ def test_a_long_half_life_is_close_to_uniform():
 
 def test_recency_is_deterministic_and_round_trips():
     history = stream(500)
-    policy = make_replay("recency", half_life_rows=50)
+    policy = make_replay(ReplayConfig(policy="recency", half_life_rows=50))
     restored = replay_from_state(json.loads(json.dumps(policy.state_dict())))
     assert restored.state_dict() == {"policy": "recency", "label_column": "label", "half_life_rows": 50}
     a = policy.sample(history, 60, LABELS, seed=1)
@@ -129,7 +136,7 @@ def test_recency_is_deterministic_and_round_trips():
 
 
 def test_history_policies_ignore_observe():
-    policy = make_replay("class_balanced")
+    policy = ClassBalancedReplay()
     before = policy.state_dict()
     policy.observe(stream(10), seed=0)
     assert policy.state_dict() == before

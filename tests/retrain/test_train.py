@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from retrain.devices import resolve_device
 from retrain.errors import (
     DeviceUnavailableError,
     EmptyTrainingSetError,
@@ -59,7 +59,7 @@ def test_same_seed_gives_identical_predictions(
 def test_without_val_rows_every_epoch_runs(tiny_model_dir, train_rows, labels, toy_config, tmp_path):
     result = fine_tune(
         tiny_model_dir, train_rows, train_rows.iloc[:0], labels, tmp_path,
-        replace(toy_config, epochs=2, early_stopping_patience=1),
+        toy_config.model_copy(update={"epochs": 2, "early_stopping_patience": 1}),
     )
     assert result.best_val_macro_f1 is None
     assert result.epochs_run == 2.0
@@ -131,6 +131,11 @@ def test_unknown_label_in_val_rows_is_refused_before_training(
     assert not (tmp_path / "model").exists()
 
 
+def test_auto_device_picks_a_gpu_when_one_is_visible():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == resolve_device(None) == expected
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
 def test_cuda_without_a_gpu_is_a_clear_error(tiny_model_dir, train_rows, labels, tmp_path):
     with pytest.raises(DeviceUnavailableError, match="'cuda'.*no CUDA GPU"):
@@ -143,12 +148,12 @@ def test_cuda_without_a_gpu_is_a_clear_error(tiny_model_dir, train_rows, labels,
         ("epochs", 0),
         ("epochs", 2.5),
         ("epochs", True),
+        ("epochs", "6"),
         ("batch_size", 0),
         ("learning_rate", 0.0),
         ("learning_rate", 2.0),
         ("learning_rate", float("nan")),
         ("seed", -1),
-        ("max_length", 1),
         ("weight_decay", -0.1),
         ("warmup_ratio", 1.0),
         ("early_stopping_patience", -1),
@@ -167,6 +172,6 @@ def test_default_config_is_valid():
     config = TrainConfig()
     assert (config.epochs, config.batch_size, config.learning_rate, config.seed) == (4, 16, 2e-4, 13)
     assert config.class_weighting is True
-    assert config.device is None
+    assert config.device == "auto"
 
 

@@ -77,3 +77,33 @@ def test_rollback_and_promote_without_models_fail_clearly(run):
     assert result.exit_code == 1 and "9" in result.output
     result = run("predict", "hello")
     assert result.exit_code == 1 and "has no champion yet" in result.output
+
+
+def test_status_and_predict_say_a_running_daemon_is_training_the_first_model(run, tmp_path):
+    from daemon.config import load_settings
+    from daemon.state.locks import DAEMON_LOCK, Locks
+    from daemon.state.store import StateStore
+
+    settings = load_settings(state_dir=str(tmp_path / "state"), inbox_dir=str(tmp_path / "inbox"))
+    settings.state_dir.mkdir(parents=True)
+    store = StateStore(settings.store_url)
+    result = run("predict", "hello")  # nobody runs: the user is told how to make a first model
+    assert result.exit_code == 1 and "`cltool run --once`" in result.output
+    Locks(store).acquire(DAEMON_LOCK, "host:123", ttl_seconds=600)
+    result = run("predict", "hello")  # a daemon runs but has not started a cycle
+    assert result.exit_code == 1 and "the daemon (host:123) trains one once enough labeled rows" in result.output
+    assert "run --once" not in result.output  # the daemon's lock would refuse that
+
+    store.append("cycle.started", "200 new train rows", payload={"cycle_id": "c1", "batches": ["b1", "b2"]})
+    store.append("cycle.phase", "training", payload={"cycle_id": "c1", "phase": "training"})
+    status = json.loads(run("status", "--json").stdout)
+    assert status["cycle"]["cycle_id"] == "c1" and status["cycle"]["phase"] == "training"
+    assert status["cycle"]["batches"] == ["b1", "b2"] and status["cycle"]["trigger"] == "200 new train rows"
+    text = run("status").stdout
+    assert "cycle c1 running since" in text and "training since" in text and "on 2 batches" in text
+    result = run("predict", "hello")
+    assert result.exit_code == 1 and "is training one now (cycle c1, training)" in result.output
+
+    store.append("cycle.finished", "REJECT", payload={"cycle_id": "c1"})
+    assert json.loads(run("status", "--json").stdout)["cycle"] is None
+    assert "running since" not in run("status").stdout

@@ -145,7 +145,7 @@ def test_reservoir_state_travels_with_each_version_and_distillation_runs(tmp_pat
         model={"base": str(tiny_base), "max_length": 16},
         train={"epochs": 2, "batch_size": 16, "learning_rate": 0.002, "early_stopping_patience": 0,
                "distill_alpha": 1.0},
-        replay={"policy": "reservoir", "reservoir_capacity": 40, "weight": 0.5, "ratio": 0.5},
+        replay={"policy": "reservoir", "reservoir_capacity": 40, "ratio": 0.5},
         trigger={"min_new_rows": 50}, gate={"first_model_min_macro_f1": 0.0, "min_fresh_rows": 10},
     )
     ctx = open_context(settings, owner="test")
@@ -165,26 +165,3 @@ def test_reservoir_state_travels_with_each_version_and_distillation_runs(tmp_pat
     assert lineage["replay_rows"] == min(40, round(0.5 * lineage["new_train_rows"]))  # the buffer bounds it
     assert set(lineage["replay_row_hashes"]) <= {row["row_hash"] for row in
                                                  ctx.registry.read_json_artifact("1", "lineage")["replay_policy"]["buffer"]}
-
-
-def test_training_rows_weight_replay_and_carry_the_champions_predictions():
-    import numpy as np
-    import pandas as pd
-
-    from daemon.cycle.run import _training_rows
-
-    class Champion:  # stands in for a Predictor: only .labels and .predict are used
-        labels = ["negative", "neutral", "positive"]
-
-        def predict(self, texts):
-            return np.zeros(len(texts), dtype=int), np.tile([0.7, 0.2, 0.1], (len(texts), 1))
-
-    settings = load_settings(replay={"weight": 0.25}, train={"distill_alpha": 0.5})
-    new = pd.DataFrame({"text": ["a", "b"], "label": ["negative", "positive"]})
-    replay = pd.DataFrame({"text": ["c"], "label": ["neutral"]})
-    rows = _training_rows(settings, new, replay, Champion())
-    assert rows["weight"].tolist() == [1.0, 1.0, 0.25]
-    assert rows["teacher_probs"].tolist()[:2] == [None, None]
-    assert rows["teacher_probs"].tolist()[2] == pytest.approx([0.7, 0.2, 0.1])
-    plain = _training_rows(load_settings(), new, replay, Champion())
-    assert list(plain.columns) == ["text", "label"]  # defaults: no weights, no teacher

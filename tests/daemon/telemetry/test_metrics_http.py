@@ -39,6 +39,17 @@ def server(metrics):
         yield srv
 
 
+def test_live_readings_are_absent_until_a_champion_scored_a_batch(metrics, server):
+    _, before = get(server.url + "/metrics")
+    names = {name for name, _ in samples(before)}
+    assert not names & {"cltool_live_macro_f1", "cltool_live_accuracy", "cltool_prediction_mean_confidence"}
+    assert "cltool_inbox_backlog_files" in names  # the other gauges are there from the first scrape
+    metrics.live_macro_f1(0.8)
+    metrics.live_macro_f1(0.7)  # set again: the same series, not a second registration
+    _, after = get(server.url + "/metrics")
+    assert samples(after)[("cltool_live_macro_f1", ())] == 0.7
+
+
 def test_scrape_shows_exact_values_after_events(metrics, server):
     metrics.cycle_finished("PROMOTE", at=1_700_000_000)
     metrics.cycle_finished("PROMOTE", at=datetime(2024, 1, 1, tzinfo=timezone.utc))

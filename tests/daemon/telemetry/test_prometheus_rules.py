@@ -41,6 +41,9 @@ def exposed_names() -> set[str]:
     metrics.champion(1)
     metrics.job_error("j")
     metrics.job_misfire("j")
+    metrics.live_macro_f1(0.8)  # the live readings appear once a champion has scored a batch
+    metrics.live_accuracy(0.8)
+    metrics.mean_confidence(0.8)
     return {s.name for family in metrics.registry.collect() for s in family.samples}
 
 
