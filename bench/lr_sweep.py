@@ -18,11 +18,13 @@ from pathlib import Path
 import pandas as pd
 
 from daemon.ingest.validate import split_of, text_hash
+from retrain.config import TrainConfig
 from retrain.evaluation import Predictor, score
 from retrain.modeling import PACKAGED_BASE, resolve_base
-from retrain.train import TrainConfig, fine_tune
+from retrain.train import fine_tune
 
 LABELS = ["negative", "neutral", "positive"]
+MAX_LENGTH = 48  # tokens kept per text in this sweep (tweets are short)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -41,13 +43,13 @@ def main() -> None:
     rows["split"] = [split_of(text_hash(t)) for t in rows["text"]]
     valid = pd.read_csv(args.valid).sample(400, random_state=1)
     valid["label"] = valid["label"].map({0: "negative", 1: "positive", 2: "neutral"})
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr, max_length=48,
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
                          early_stopping_patience=0, class_weighting=not args.no_class_weighting)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         result = fine_tune(resolve_base(PACKAGED_BASE), rows[rows["split"] == "train"], rows[rows["split"] == "val"],
-                           LABELS, Path(work), config)
-        predictor = Predictor(result.model_dir, max_length=48)
+                           LABELS, Path(work), config, max_length=MAX_LENGTH)
+        predictor = Predictor(result.model_dir, max_length=MAX_LENGTH)
         ids, _ = predictor.predict(valid["text"].tolist())
     report = score(valid["label"].tolist(), [predictor.labels[i] for i in ids], LABELS)
     print(args.rows, args.lr, args.epochs, args.batch, "unweighted" if args.no_class_weighting else "weighted",

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from retrain.config import TrainConfig
 from retrain.evaluation import Predictor
 from retrain.modeling import PACKAGED_BASE, resolve_base
-from retrain.train import TrainConfig, fine_tune
+from retrain.train import fine_tune
 
 LABELS = ["negative", "neutral", "positive"]
 REPO = Path(__file__).resolve().parents[1]

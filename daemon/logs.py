@@ -43,7 +43,7 @@ class _DropBusySkips(logging.Filter):
     cycle job that is the design (max_instances=1 while a model trains), not news for the operator; nor
     is its "Adding job tentatively" line for every job added before the scheduler starts."""
 
-    NOISE = ("maximum number of running instances reached", "Adding job tentatively")
+    NOISE = ("maximum number of running instances reached", "Adding job tentatively", "Added job ", "Scheduler started")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -54,6 +54,10 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     # MLflow installs its own handler and format on import unless told not to: its lines then reach
     # ours through the root logger, in the same format. (Set before mlflow is imported, which is lazy.)
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    # Per-file download, load and save bars (MLflow artifacts, Hub and transformers) at every cycle are
+    # noise in a daemon's log: one line per event, training progress in its epoch lines.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

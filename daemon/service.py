@@ -89,9 +89,7 @@ class Daemon:
         telemetry = self.telemetry = Telemetry(self.ctx)
         self.drift_monitor.notify = telemetry.notify
         telemetry.refresh()  # counters replayed from the log before the first scrape
-        url = telemetry.start()
-        if url:
-            log.info("metrics: %s/metrics (health: %s/healthz, %s/readyz)", url, url, url)
+        telemetry.start()  # its `observe.listening` event names the URLs
         scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": trigger.misfire_grace_seconds},
@@ -184,7 +182,6 @@ class Daemon:
                 staging = inbox / f".{path.name}.tmp"
                 shutil.copyfile(path, staging)
                 staging.rename(inbox / path.name)
-                log.info("demo feed: dropped %s into the inbox", path.name)
                 return
         if not self._feed_finished:  # said once: the demo has shown all it has, the daemon goes on
             self._feed_finished = True

@@ -53,8 +53,14 @@ class GatePolicy(BaseModel):
     )
     seed: int = Field(0, ge=0, description="Seed of the bootstrap, so a stored decision replays exactly.")
     max_negative_flip_rate: float = Field(
-        0.10, ge=0.0, le=1.0,
-        description="Largest share of rows (fresh + regression) the champion got right and the candidate gets wrong.",
+        0.20, ge=0.0, le=1.0,
+        description="Cap on the share of rows (fresh + regression) the champion got right and the candidate gets "
+                    "wrong, whatever it fixes; below it, broken rows are weighed against fixed ones (sign test).",
+    )
+    pool_regression: bool = Field(
+        True,
+        description="A fresh gain within noise is also judged on fresh + regression rows together: a significant "
+                    "gain there (and a fresh point gain meeting min_fresh_gain) promotes.",
     )
     max_wait_rows: int = Field(
         400, ge=1,

@@ -151,7 +151,7 @@ def load_for_training(
     if existing is not None and existing != list(labels):
         grow_head(model, existing, labels)
         head = f"grown from {existing}"
-    logger.info("loaded %s from %s (%s head, labels %s)", type(model).__name__, source, head, labels)
+    logger.debug("loaded %s from %s (%s head, labels %s)", type(model).__name__, source, head, labels)
     return model, tokenizer
 
 

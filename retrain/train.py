@@ -197,7 +197,7 @@ def fine_tune(
     trainer.add_callback(_LogToLogger())
     if should_stop is not None:  # the caller checks should_stop() again and discards an interrupted model
         trainer.add_callback(_StopWhenAsked(should_stop))
-    logger.info(
+    logger.debug(
         "fine-tuning %s on %d rows (%d val) for up to %d epochs on %s",
         init, len(train_ds), len(val_ds) if val_ds is not None else 0, config.epochs, device,
     )

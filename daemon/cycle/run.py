@@ -110,17 +110,25 @@ def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] 
 def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -> CycleResult:
     s = ctx.settings
     champion = ctx.registry.get_alias("champion")
-    champion_dir = ctx.models.path(champion.version) if champion else None
-    init = champion_dir or resolve_base(s.model.base)
     incumbent = ctx.predictor(champion.version) if champion else None
-    teacher = (Teacher(lambda texts: incumbent.predict(texts)[1], incumbent.labels)
-               if incumbent is not None and s.train.distill_alpha > 0 else None)
-    update = prepare_update(new, past, s.labels, s.replay, _replay_state(ctx, champion.version if champion else None),
-                            s.train.seed, teacher)
+    # After a WAIT the challenger already learned the batches it was judged on: continue from it on the
+    # batches that arrived since, so waiting costs one batch of training per cycle, not all pending
+    # again. It is still judged against the champion on every pending batch's fresh rows.
+    resume = _waiting_challenger(ctx, champion.version if champion else None, pending)
+    if resume and evidence.split(new[~new["batch_id"].isin(resume[1])], "train").empty:
+        resume = None  # what arrived since has no train rows: nothing to continue with
+    learned = set(resume[1]) if resume else set()
+    to_learn = new[~new["batch_id"].isin(learned)]
+    seen = pd.concat([past, new[new["batch_id"].isin(learned)]], ignore_index=True) if learned else past
+    start = resume[0] if resume else champion.version if champion else None
+    init = ctx.models.path(start) if start else resolve_base(s.model.base)
+    teacher_model = ctx.predictor(start) if start and s.train.distill_alpha > 0 else None
+    teacher = Teacher(lambda texts: teacher_model.predict(texts)[1], teacher_model.labels) if teacher_model else None
+    update = prepare_update(to_learn, seen, s.labels, s.replay, _replay_state(ctx, start), s.train.seed, teacher)
     new_train, replay = update.new_train, update.replay
-    log.info("cycle %s: training from %s on %d new + %d replay rows (%d val)", cycle_id,
-             f"champion v{champion.version}" if champion else s.model.base, len(new_train), len(replay),
-             len(update.val_rows))
+    origin = (f"waiting challenger v{start}" if resume else f"champion v{start}") if start else s.model.base
+    log.info("cycle %s: training from %s on %d new + %d replay rows (%d val)", cycle_id, origin, len(new_train),
+             len(replay), len(update.val_rows))
     _enter(ctx, cycle_id, "training")
     result = fine_tune(init, update.train_rows, update.val_rows, s.labels, work, s.train,
                        max_length=s.model.max_length, should_stop=ctx.stop.is_set)
@@ -138,7 +146,8 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
                                   on_fresh, on_regression)
     metrics = {**metrics_of(summaries, on_fresh, on_regression, result, s.labels), **continual.flat_metrics(cl_report)}
     lineage = {
-        "cycle_id": cycle_id, "trigger": trigger, "init_from": f"v{champion.version}" if champion else str(init),
+        "cycle_id": cycle_id, "trigger": trigger, "init_from": f"v{start}" if start else str(init),
+        "continued_from_wait": bool(resume),
         "batches": [{"batch_id": b.batch_id, "file": b.file_name, "checksum": b.checksum,
                      "rows_accepted": b.rows_accepted, "n_train": b.n_train} for b in pending],
         "new_train_rows": len(new_train), "val_rows": len(update.val_rows), "fresh_rows": len(fresh),
@@ -182,7 +191,8 @@ def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against,
         op = "promote" if outcome == "PROMOTE" else "challenger"
         entries = [
             {"type": events.DECISION, "version": version, "reason": f"{outcome}: " + "; ".join(reasons),
-             "payload": {"outcome": outcome, "reasons": reasons, "cycle_id": cycle_id, "metrics": metrics}},
+             "payload": {"outcome": outcome, "reasons": reasons, "cycle_id": cycle_id, "metrics": metrics,
+                         "batches": [b.batch_id for b in pending], "champion": judged_against}},
             {"type": events.PROMOTION if op == "promote" else events.CHALLENGER, "version": version,
              "reason": "gate: " + outcome, "payload": {"op": op, "to": version, "from": now_champion,
                                                         "forced": False, "gate_decision": outcome}},
@@ -225,8 +235,20 @@ def _summaries(on_fresh, on_regression, train_loss: float) -> dict[str, Evaluati
     }
 
 
+def _waiting_challenger(ctx: Context, champion_version: str | None, pending) -> tuple[str, list[str]] | None:
+    """(version, the batches it learned) of the challenger the last decision WAITed on, when the champion
+    it was judged against still is champion and more batches wait now than it learned; else None."""
+    decided = ctx.store.last_event(events.DECISION)
+    if decided is None or decided.version is None or decided.payload.get("outcome") != "WAIT":
+        return None
+    learned = decided.payload.get("batches") or []
+    if decided.payload.get("champion") != champion_version or not set(learned) < {b.batch_id for b in pending}:
+        return None
+    return decided.version, learned
+
+
 def _replay_state(ctx: Context, champion_version: str | None) -> dict[str, Any] | None:
-    """The replay state saved with the champion, so a rollback brings its matching state back."""
+    """The replay state saved with the version a cycle starts from (so a rollback brings its matching state back)."""
     if champion_version is None:
         return None
     return ctx.registry.read_json_artifact(champion_version, "lineage")["replay_policy"]

@@ -159,7 +159,6 @@ class DriftMonitor:
                          batch_id=batch.batch_id, actor=DRIFT_ACTOR)
 
     def _skip(self, batch: Batch, why: str) -> Event:
-        log.info("drift: batch %s not scored: %s", batch.batch_id, why)
         return self.ctx.store.append(SKIPPED, why, batch_id=batch.batch_id, payload={"file": batch.file_name})
 
     # -- the reference and the model ---------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
+from daemon.events import DEBUG as DEBUG_EVENTS
 from daemon.events import WARNINGS as WARNING_EVENTS
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,8 @@ def _insert_event(conn: sa.Connection, entry: dict[str, Any], now: datetime) -> 
 
 def _log_event(event: Event) -> None:
     """The one log line of an event: whoever wrote it logs nothing else about it."""
-    level = logging.WARNING if event.type in WARNING_EVENTS else logging.INFO
+    level = (logging.WARNING if event.type in WARNING_EVENTS else
+             logging.DEBUG if event.type in DEBUG_EVENTS else logging.INFO)
     log.log(level, "event %s", event.type, extra={"event": event.to_dict()})
 
 

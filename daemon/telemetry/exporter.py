@@ -110,8 +110,9 @@ class Telemetry:
                                   actor=self.ctx.owner, payload={"host": o.host, "port": o.port})
             return None
         self.server = server
-        self.ctx.store.append(events.OBSERVE_LISTENING, f"metrics at {server.url}/metrics", actor=self.ctx.owner,
-                              payload={"url": server.url, "host": o.host, "port": server.port})
+        self.ctx.store.append(events.OBSERVE_LISTENING,
+                              f"metrics at {server.url}/metrics, probes at {server.url}/healthz and /readyz",
+                              actor=self.ctx.owner, payload={"url": server.url, "host": o.host, "port": server.port})
         return server.url
 
     def stop(self) -> None:

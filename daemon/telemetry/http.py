@@ -53,7 +53,7 @@ class HealthServer:
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="cltool-health-http", daemon=True)
         self._thread.start()
-        log.info("health server listening on %s", self.url)
+        log.debug("health server listening on %s", self.url)
         return self
 
     def stop(self) -> None:

@@ -115,7 +115,7 @@ def test_daemon_serves_metrics_that_move_on_drift_and_posts_alerts_to_a_webhook(
     try:
         # The bound URL is in the log; the same URL is in an `observe.listening` event.
         match = wait_for("the metrics URL in the log",
-                         lambda: re.search(r"metrics: (http://127\.0\.0\.1:\d+)/metrics", log.read_text()), daemon, log)
+                         lambda: re.search(r"metrics at (http://127\.0\.0\.1:\d+)/metrics", log.read_text()), daemon, log)
         base = match.group(1)
         listening = StateStore(f"sqlite:///{state / 'state.db'}").last_event("observe.listening")
         assert listening.payload["url"] == base and listening.payload["port"] > 0

@@ -131,24 +131,54 @@ def test_label_poisoned_candidate_is_rejected():
     assert {c.rule for c in decision.failed} == {"forgetting", "class_recall_regression", "negative_flips"}
     assert "significant forgetting" in check(decision, "forgetting").message
     assert "-0.800, beyond -0.250" in check(decision, "class_recall_regression").message
-    assert "> 10.0% allowed: fail" in check(decision, "negative_flips").message
+    flips = check(decision, "negative_flips").message
+    assert "significantly more broken than fixed" in flips and "broken 36.7% > 20.0% allowed: fail" in flips
 
 
 # ---- negative flips -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("flipped", "passed"), [(10, True), (11, False)])
-def test_flip_budget_is_exact(flipped, passed):
-    # A candidate that also fixes 20 rows, so its fresh gain is not what decides.
+def test_flip_cap_is_exact(flipped, passed):
+    # A candidate that also fixes 20 rows: more fixed than broken, so only the cap can fail it.
     y = truth(100)
     candidate, champion = pair(y, wrong_on(y, range(flipped)), wrong_on(y, range(80, 100)))
     flips = check(decide(candidate, champion, GatePolicy(max_negative_flip_rate=0.10)), "negative_flips")
     assert flips.passed is passed
     verdict = "<= 10.0% allowed: pass" if passed else "> 10.0% allowed: fail"
-    assert flips.message == (
-        f"negative flips (champion right, candidate wrong) {flipped} of 100 rows = {flipped}.0% "
-        f"(fresh {flipped}/100) {verdict}"
-    )
+    assert flips.message.startswith(f"negative flips: {flipped} rows broken, 20 fixed of 100 "
+                                    f"(net {20 - flipped:+d} rows right; broken/fixed fresh {flipped}/20); "
+                                    "more broken than fixed is not significant (sign test p=")
+    assert flips.message.endswith(f"broken {flipped}.0% {verdict}")
+
+
+def test_churn_that_fixes_more_than_it_breaks_passes():
+    # 12 % of rows broken, which a one-way 10 % budget rejected, but 20 % fixed: churn, not harm.
+    y = truth(100)
+    candidate, champion = pair(y, wrong_on(y, range(12)), wrong_on(y, range(80, 100)))
+    decision = decide(candidate, champion, POLICY)
+    flips = check(decision, "negative_flips")
+    assert flips.passed and "12 rows broken, 20 fixed of 100 (net +8 rows right" in flips.message
+    assert flips.message.endswith("broken 12.0% <= 20.0% allowed: pass")
+
+
+def test_significantly_more_broken_than_fixed_fails_under_the_cap():
+    y = truth(200)
+    candidate, champion = pair(y, wrong_on(y, range(20)), wrong_on(y, range(190, 193)))  # 20 broken, 3 fixed
+    flips = check(decide(candidate, champion, POLICY), "negative_flips")
+    assert not flips.passed
+    assert "20 rows broken, 3 fixed of 200 (net -17 rows right" in flips.message
+    assert "significantly more broken than fixed (sign test p=0.000" in flips.message
+    assert flips.message.endswith("broken 10.0% <= 20.0% allowed: fail")
+
+
+def test_the_sign_test_is_exact():
+    from registry.gate import sign_test
+
+    assert sign_test(0, 0) == 1.0  # nothing changed: no evidence either way
+    assert sign_test(3, 0) == 1 / 8
+    assert sign_test(2, 2) == 11 / 16  # P(X >= 2), X ~ Binomial(4, 1/2)
+    assert sign_test(0, 5) == 1.0
 
 
 def test_flips_pool_fresh_and_regression_rows():
@@ -156,7 +186,47 @@ def test_flips_pool_fresh_and_regression_rows():
     candidate, champion = pair(y, wrong_on(y, range(5)), y, reg, wrong_on(reg, range(6)), reg)
     flips = check(decide(candidate, champion, POLICY), "negative_flips")
     assert not flips.passed
-    assert "11 of 100 rows = 11.0% (fresh 5/60, regression 6/40) > 10.0% allowed: fail" in flips.message
+    assert "11 rows broken, 0 fixed of 100 (net -11 rows right; broken/fixed fresh 5/0, regression 6/0)" in flips.message
+
+
+# ---- a fresh gain within noise, judged with the regression rows too ----------------------------
+
+
+def within_noise_fresh_significant_pooled():
+    """60 fresh rows: 4 fixed, 1 broken (within noise). 300 regression rows: 30 fixed, 3 broken."""
+    y, reg = truth(60), truth(300)
+    cand_fresh, champ_fresh = wrong_on(y, [*range(10, 16), 50]), wrong_on(y, range(6, 16))
+    cand_reg, champ_reg = wrong_on(reg, [*range(30, 60), 297, 298, 299]), wrong_on(reg, range(60))
+    return pair(y, cand_fresh, champ_fresh, reg, cand_reg, champ_reg)
+
+
+def test_a_fresh_gain_within_noise_promotes_when_fresh_and_regression_rows_together_are_significant():
+    candidate, champion = within_noise_fresh_significant_pooled()
+    decision = decide(candidate, champion, POLICY)
+    gain = check(decision, "fresh_gain")
+    assert decision.outcome == "PROMOTE", decision.reasons
+    assert "within noise" in gain.message and "with the regression rows, a significant gain +0." in gain.message
+    assert gain.message.endswith("on 360 rows: pass")
+    # Without pooling the same evidence waits for more fresh rows.
+    alone = decide(candidate, champion, GatePolicy(pool_regression=False))
+    assert alone.outcome == "WAIT" and check(alone, "fresh_gain").wait
+
+
+def test_pooling_never_promotes_a_fresh_loss():
+    y, reg = truth(60), truth(300)
+    # Fresh: 1 fixed, 3 broken (a point loss, within noise); regression: a large significant gain.
+    candidate, champion = pair(y, wrong_on(y, [*range(11, 16), 40, 41, 42]), wrong_on(y, range(10, 16)),
+                               reg, wrong_on(reg, range(30, 60)), wrong_on(reg, range(60)))
+    decision = decide(candidate, champion, POLICY)
+    assert decision.outcome == "WAIT" and "with the regression rows" not in check(decision, "fresh_gain").message
+
+
+def test_a_regression_gain_reads_as_a_gain():
+    candidate, champion = within_noise_fresh_significant_pooled()
+    forgetting = check(decide(candidate, champion, POLICY), "forgetting")
+    assert forgetting.passed
+    assert forgetting.message.startswith("regression macro-F1 0.890 vs champion 0.800: gain +0.090, no drop (95% CI +")
+    assert "drop -" not in forgetting.message
 
 
 # ---- first model, missing or bad evidence -------------------------------------------------------

@@ -165,3 +165,34 @@ def test_reservoir_state_travels_with_each_version_and_distillation_runs(tmp_pat
     assert lineage["replay_rows"] == min(40, round(0.5 * lineage["new_train_rows"]))  # the buffer bounds it
     assert set(lineage["replay_row_hashes"]) <= {row["row_hash"] for row in
                                                  ctx.registry.read_json_artifact("1", "lineage")["replay_policy"]["buffer"]}
+
+
+def test_after_a_wait_the_next_cycle_continues_from_the_waiting_challenger(ctx, tmp_path, monkeypatch):
+    from registry import gate
+    from registry.gate import Check, Decision
+
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(150)))
+    assert maybe_run(ctx).outcome == "PROMOTE"  # v1, the champion
+    real_decide = gate.decide
+
+    def inconclusive(candidate, champion, policy):  # the gate's verdict on thin evidence, forced
+        return Decision("WAIT", (Check("fresh_gain", False, "gain within noise: wait", wait=True),))
+
+    monkeypatch.setattr("daemon.cycle.run.decide", inconclusive)
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(150, start=1000)))
+    waited = maybe_run(ctx)
+    assert (waited.outcome, waited.version) == ("WAIT", "2")
+    b_train = ctx.registry.read_json_artifact("2", "lineage")["new_train_rows"]
+
+    monkeypatch.setattr("daemon.cycle.run.decide", real_decide)
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "c.csv", toy_rows(150, start=2000)))
+    third = maybe_run(ctx)
+    lineage = ctx.registry.read_json_artifact(third.version, "lineage")
+    # Trained from the challenger on batch c alone, judged against the champion on b's and c's fresh rows.
+    assert lineage["init_from"] == "v2" and lineage["continued_from_wait"] is True
+    assert [b["file"] for b in lineage["batches"]] == ["b.csv", "c.csv"]
+    assert 0 < lineage["new_train_rows"] < b_train + lineage["new_train_rows"]
+    c_train = next(b["n_train"] for b in lineage["batches"] if b["file"] == "c.csv")
+    assert lineage["new_train_rows"] == c_train
+    assert ctx.registry.get_version(third.version).tags["cltool.parent_version"] == "1"  # judged against v1
+    assert third.outcome in {"PROMOTE", "REJECT"}

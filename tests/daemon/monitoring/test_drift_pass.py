@@ -25,7 +25,7 @@ from daemon.monitoring.drift_pass import (
 )
 from daemon.service import Daemon
 from tests.daemon.conftest import write_csv
-from tests.daemon.cycle.test_cycle import LABELS, tiny_base  # noqa: F401 (fixture)
+from tests.daemon.cycle.test_cycle import LABELS, cycle_settings, tiny_base  # noqa: F401 (fixture)
 
 WORDS = {"negative": ["plunge", "loss"], "neutral": ["meeting", "held"], "positive": ["soar", "profit"]}
 FILLER = "shares market firm quarter report today stock group".split()
@@ -42,12 +42,10 @@ def rows(n: int, start: int, mix=(1, 1, 1)) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def ctx(tmp_path, tiny_base):
-    settings = load_settings(
-        state_dir=str(tmp_path / "state"), inbox_dir=str(tmp_path / "inbox"),
-        model={"base": str(tiny_base), "max_length": 16},
+    settings = cycle_settings(
+        tmp_path, tiny_base,
         train={"epochs": 2, "batch_size": 16, "learning_rate": 0.002, "early_stopping_patience": 0},
         trigger={"min_new_rows": 100000, "interval_seconds": 0},  # no cycles unless asked
-        gate={"first_model_min_macro_f1": 0.0, "min_fresh_rows": 10},
         drift={"open_after": 2, "close_after": 2, "min_reference_rows": 20, "mmd_permutations": 100},
         watch={"enabled": False},
     )

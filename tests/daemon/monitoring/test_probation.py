@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config import load_settings
 from daemon.context import open_context
 from daemon.cycle.run import maybe_run
 from daemon.monitoring import probation as watch
 from retrain.modeling import build_tiny_model
 from tests.daemon.conftest import write_csv
-from tests.daemon.cycle.test_cycle import LABELS, tiny_base, toy_rows  # noqa: F401 (fixture)
+from tests.daemon.cycle.test_cycle import LABELS, cycle_settings, tiny_base, toy_rows  # noqa: F401 (fixture)
 
 
 @pytest.fixture
 def ctx(tmp_path, tiny_base):
-    settings = load_settings(
-        state_dir=str(tmp_path / "state"), inbox_dir=str(tmp_path / "inbox"),
-        model={"base": str(tiny_base), "max_length": 16},
-        train={"epochs": 10, "batch_size": 16, "learning_rate": 0.002, "early_stopping_patience": 0},
+    settings = cycle_settings(
+        tmp_path, tiny_base,
         trigger={"min_new_rows": 100000, "interval_seconds": 0},  # no cycles unless asked: only the watch acts
-        gate={"first_model_min_macro_f1": 0.0, "min_fresh_rows": 10},
         watch={"min_rows": 60, "strikes": 2, "max_rows": 5000},
     )
     return open_context(settings, owner="test")
