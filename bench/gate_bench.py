@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         torch.set_num_threads(args.torch_threads)
     host, revision = gate_report.machine(), gate_report.commit()
-    state: dict = {"stage2_raw": _load(work / STAGE2_FILE).get("results")}
+    stored2 = _load(work / STAGE2_FILE)
+    state: dict = {"stage2_raw": stored2.get("results"), "stage2_grid": stored2.get("grid"),
+                   "stage2_params": stored2.get("params", {})}
 
     def cache() -> dict:
         from bench.gate_train import CACHE
@@ -137,11 +139,15 @@ def main(argv: list[str] | None = None) -> dict:
     def report() -> dict:
         stage1 = cache()
         raw2 = state["stage2_raw"]
+        # Stage 1's settings are the cache's (what its predictions were made with), whatever this command says.
+        # Likewise stage 2's draw settings are those of the run that made its results.
+        config = {**cfg.to_dict(), **stage1.get("key", {}), **state["stage2_params"]}
         out = {"command": command, "machine": host, "commit": revision, "name": args.name, "work": str(work),
-               "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config": cfg.to_dict(),
+               "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config": config,
                "pool": f"sent_valid {len(pool)} rows ({(pool['pool'] == 'fresh').sum()} fresh, "
                        f"{(pool['pool'] == 'regression').sum()} regression)",
-               "gate_code": GATE_CODE, "gate_defaults": GatePolicy().model_dump(), "policies": grid, "stages": stages,
+               "gate_code": GATE_CODE, "gate_defaults": GatePolicy().model_dump(),
+               "policies": state["stage2_grid"] or grid, "stages": stages,
                "load_average": {"start": load_at_start, "written": os.getloadavg()[0]}}
         if stage1.get("seeds"):
             out["stage1"] = gate_report.stage1_summary(stage1, all_kinds)
@@ -173,12 +179,13 @@ def main(argv: list[str] | None = None) -> dict:
         stage1 = cache()
         if not stage1.get("seeds"):
             raise SystemExit(f"stage 2 needs stage 1's predictions: {work / 'stage1.json'} is missing (run --stages 1)")
-        if stage1["key"] != cfg.stage1_key():
-            raise SystemExit(f"{work / 'stage1.json'} was made with other stage-1 settings: {stage1['key']}")
+
+        params = {"draws": cfg.draws, "fresh_rows": cfg.fresh_rows, "regression_rows": cfg.regression_rows}
 
         def partial(results: dict) -> None:
-            state["stage2_raw"] = results
-            (work / STAGE2_FILE).write_text(json.dumps({"command": command, "results": results}))
+            state.update(stage2_raw=results, stage2_grid=grid, stage2_params=params)
+            (work / STAGE2_FILE).write_text(json.dumps({"command": command, "grid": grid, "params": params,
+                                                        "results": results}))
             report()
 
         run_stage2(stage1, grid, cfg.draws, cfg.fresh_rows, cfg.regression_rows, cfg.jobs, progress, partial)

@@ -40,6 +40,10 @@ class Config:
         keys = ("seeds", "bootstrap_rows", "batch_rows", "noise", "worse_lr", "epochs", "pool_rows")
         return {key: getattr(self, key) for key in keys}
 
+    def stage3_key(self) -> dict[str, Any]:
+        """What stage 3's cached streams depend on (its seeds are per entry)."""
+        return {key: value for key, value in self.stage1_key().items() if key != "seeds"}
+
     def stage3_seeds(self) -> list[int]:
         return self.stream_seeds if self.stream_seeds is not None else self.seeds[:1]
 

@@ -152,9 +152,9 @@ def run_stage3(work: Path, cfg: Config, pool: pd.DataFrame, unseen: pd.DataFrame
     <work>/stage3.json. The two policies run side by side in `jobs` processes, then the two joint models."""
     path = work / CACHE
     results = json.loads(path.read_text()) if path.is_file() else {}
-    if results.get("key") not in (None, cfg.stage1_key()):
-        raise SystemExit(f"{path} was made with other settings; use another --work, or delete it")
-    results["key"] = cfg.stage1_key()
+    if results.get("key") not in (None, cfg.stage3_key()):
+        raise SystemExit(f"{path} was made with other settings ({results['key']}); use another --work, or delete it")
+    results["key"] = cfg.stage3_key()
     texts, truth = pool["text"].tolist(), pool["label"].tolist()
     for seed in cfg.stage3_seeds():
         entry = results.setdefault(str(seed), {})

@@ -155,8 +155,8 @@ class Daemon:
             with self.intake:
                 self.drift()  # first, so that an alert it opens can request this very cycle
                 maybe_run(self.ctx, before_training=self.drift)
-        except CycleAborted as exc:
-            log.warning("%s", exc)
+        except CycleAborted:
+            pass  # its `cycle.aborted` event is the log line; the batches stay pending
         finally:
             self.idle.set()
 

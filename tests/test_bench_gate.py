@@ -5,6 +5,7 @@ stage 2 + the report run alone from a stage-1 cache. One integration test runs -
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +228,8 @@ def test_stage2_and_report_run_alone_from_a_stage1_cache(tmp_path, capsys):
 @pytest.mark.integration
 @pytest.mark.skipif(not (DATA / "twitter_financial_news_sentiment" / "sent_valid.csv").is_file(),
                     reason="needs ../shared/data")
+@pytest.mark.skipif(os.environ.get("CLTOOL_BENCH_SMOKE") != "1",
+                    reason="trains a dozen MiniLM cycles (tens of minutes on 2 cores): set CLTOOL_BENCH_SMOKE=1")
 def test_quick_run_trains_decides_and_reports(tmp_path):
     """--quick for real: the packaged MiniLM, real cycles and MLflow, all three stages (several minutes)."""
     report = main(["--data", str(DATA), "--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
