@@ -101,7 +101,7 @@ def joint_rows(stream: str, ledger: Path, cfg: Config, seed: int) -> pd.DataFram
     ctx = open_context(daemon_settings(ledger, cfg, seed), owner="bench")
     batches = ctx.store.list_batches()
     names = {b.batch_id: b.file_name.removesuffix(".csv") for b in batches}
-    rows = evidence.load_rows(ctx.settings.rows_dir, batches)
+    rows = evidence.load_rows(ctx.store, batches)
     rows = rows.assign(file=rows["batch_id"].map(names))
     rows = rows[rows["file"].isin(wanted)].reset_index(drop=True)
     if missing := wanted - set(rows["file"]):

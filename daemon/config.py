@@ -62,7 +62,9 @@ class InboxSection(_Section):
 
 class MlflowSection(_Section):
     tracking_uri: str = Field("", description="Tracking + registry URI; empty = sqlite:///<state_dir>/mlflow.db.")
-    artifact_location: str = Field("", description="Where run artifacts go; empty = <state_dir>/mlartifacts.")
+    artifact_location: str = Field("", description=(
+        "Where a new experiment's artifacts go; empty = the tracking server's default artifact root "
+        "(http(s) tracking URIs), else <state_dir>/mlartifacts."))
     model_name: str = Field("cltool-sentiment", min_length=1, description="Registered model name.")
     experiment: str = Field("cltool", min_length=1, description="Experiment that holds the cycle runs.")
     keep_versions: int = Field(
@@ -178,15 +180,25 @@ class Settings(BaseSettings):
         return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
 
     @property
-    def artifact_location(self) -> str:
-        return self.mlflow.artifact_location or (self.state_dir / "mlartifacts").as_uri()
+    def artifact_location(self) -> str | None:
+        """Where a new experiment keeps its artifacts. None with a tracking server (`http(s)://`): the
+        server's own default artifact root (proxied `mlflow-artifacts:`), which every host that can
+        reach the server can read and a non-admin user may write; a local folder there would keep the
+        models on the daemon's disk, out of reach of any consumer elsewhere."""
+        if self.mlflow.artifact_location:
+            return self.mlflow.artifact_location
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return None
+        return (self.state_dir / "mlartifacts").as_uri()
 
     @property
     def store_url(self) -> str:
         return self.store.url or f"sqlite:///{self.state_dir / 'state.db'}"
 
     @property
-    def rows_dir(self) -> Path:
+    def legacy_rows_dir(self) -> Path:
+        """Where stores before schema revision 0002 kept each batch's rows (Parquet); read once, by the
+        upgrade that moves them into the store."""
         return self.state_dir / "batches"
 
     @property

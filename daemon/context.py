@@ -61,9 +61,12 @@ class Context:
         return self._predictors[version]
 
 
-def open_context(settings: Settings, owner: str, clock: Callable[[], datetime] = utcnow) -> Context:
+def open_context(settings: Settings, owner: str, clock: Callable[[], datetime] = utcnow,
+                 refuse_outdated: bool = True) -> Context:
+    """`refuse_outdated=False` for the daemon and `cltool db upgrade`: they upgrade an older store (see
+    `daemon.state.schema`); every other command refuses one with SchemaOutdatedError."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    store = StateStore(settings.store_url)
+    store = StateStore(settings.store_url, refuse_outdated=refuse_outdated)
     registry = ModelRegistry(settings.tracking_uri, settings.mlflow.model_name,
                              experiment=settings.mlflow.experiment, artifact_location=settings.artifact_location)
     keeper = AliasKeeper(store, registry, owner, lock_wait=settings.store.lock_wait_seconds)

@@ -59,3 +59,28 @@ class PromotionRefused(CltoolError, ValueError):
     def __init__(self, version: str, why: str) -> None:
         self.version = version
         super().__init__(f"version {version} not promoted: {why}")
+
+
+class SchemaOutdatedError(CltoolError, RuntimeError):
+    """The state store's schema is older than this cltool's: someone has to upgrade it first."""
+
+    def __init__(self, url: str, current: str, head: str) -> None:
+        self.current, self.head = current, head
+        super().__init__(f"state store {url} is at schema revision {current}, this cltool needs {head}: start the "
+                         "daemon (it upgrades at start-up, under its leader lock) or run `cltool db upgrade`")
+
+
+class SchemaAheadError(CltoolError, RuntimeError):
+    """The state store was upgraded by a newer cltool than this one."""
+
+    def __init__(self, url: str, current: str, head: str) -> None:
+        super().__init__(f"state store {url} is at schema revision {current}, newer than this cltool knows "
+                         f"(its newest is {head}): run the cltool version that upgraded it")
+
+
+class SchemaUpgradeError(CltoolError, RuntimeError):
+    """A migration failed; on PostgreSQL its transaction was rolled back whole."""
+
+    def __init__(self, url: str, current: str | None, head: str, cause: BaseException) -> None:
+        super().__init__(f"state store {url}: upgrading schema revision {current} to {head} failed, nothing "
+                         f"was changed: {type(cause).__name__}: {cause}")

@@ -58,6 +58,9 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     # noise in a daemon's log: one line per event, training progress in its epoch lines.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # With a tracking server MLflow writes "View run … at: <url>" to stdout at the end of every run:
+    # stdout is for `--json` answers, and the run's link is in the cycle's own events.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -57,6 +57,7 @@ class Daemon:
     def start_up(self) -> None:
         """Take the leader lock, then repair whatever a crash left half done."""
         self.locks.acquire(DAEMON_LOCK, self.ctx.owner, LEADER_TTL_SECONDS, hint=HINT)
+        self.ctx.store.upgrade(self.ctx.settings.legacy_rows_dir)  # a no-op at the newest schema
         for line in self.ctx.inbox.recover():
             log.warning("recovered: %s", line)
         self.ctx.keeper.reconcile()

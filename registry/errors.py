@@ -33,6 +33,23 @@ class RegistryUnavailable(RegistryError, ConnectionError):
         )
 
 
+class RegistryAccessDenied(RegistryError, PermissionError):
+    """The tracking server answered 401 (who are you?) or 403 (not allowed) to one call."""
+
+    HINTS = {
+        "UNAUTHENTICATED": "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) "
+                           "for the daemon's MLflow user",
+        "PERMISSION_DENIED": "the user needs READ on what it reads and MANAGE on the experiment and registered "
+                             "model it writes (a user gets MANAGE on what it creates itself); an MLflow admin "
+                             "grants it with the basic-auth permission API",
+    }
+
+    def __init__(self, uri: str, operation: str, user: str | None, code: str) -> None:
+        self.uri, self.operation, self.user, self.code = uri, operation, user, code
+        who = f"user {user!r}" if user else "an anonymous client"
+        super().__init__(f"MLflow at {uri} refused {operation} for {who} ({code}): {self.HINTS.get(code, code)}")
+
+
 class UnknownVersionError(RegistryError, LookupError):
     """A version number that the registered model does not have."""
 

@@ -25,6 +25,7 @@ from typing import Any
 from registry.errors import (
     NoChampionError,
     NoRollbackTargetError,
+    RegistryAccessDenied,
     RegistryUnavailable,
     UnknownAliasError,
     UnknownVersionError,
@@ -79,7 +80,7 @@ class ModelRegistry:
             client = self._connect()
             client.get_experiment(self._experiment_id)
             client.search_registered_models(max_results=1)
-        except RegistryUnavailable:
+        except (RegistryUnavailable, RegistryAccessDenied):
             raise
         except Exception as exc:
             raise RegistryUnavailable(self.tracking_uri, exc) from exc
@@ -90,10 +91,18 @@ class ModelRegistry:
         """alias -> version for the registered model; empty before the first candidate."""
         from mlflow.exceptions import MlflowException
 
+        client = self._connect()
         try:
-            model = self._connect().get_registered_model(self.model_name)
+            model = client.get_registered_model(self.model_name)
         except MlflowException as exc:
             if error_code(exc) in NOT_FOUND:
+                return {}
+            raise
+        except RegistryAccessDenied as exc:
+            # A server whose default permission is NO_PERMISSIONS answers 403, not 404, for a model that
+            # does not exist yet (there is nothing to grant on); the search shows what the user may see.
+            quoted = self.model_name.replace("'", "\\'")
+            if exc.code == "PERMISSION_DENIED" and not client.search_registered_models(f"name = '{quoted}'"):
                 return {}
             raise
         return {alias: str(version) for alias, version in (model.aliases or {}).items()}

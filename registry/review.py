@@ -10,7 +10,7 @@ Three things, beyond the metrics and plots the run already carries:
 - a Markdown description that fits the store (`fit_description`).
 
 Only metadata is logged for a dataset (name, digest, source, schema, profile), never the rows
-themselves: those stay in the state store's Parquet files the `source` points at.
+themselves: those stay in the state store the `source` names (`cltool-state:<store URL>#rows`).
 """
 
 from __future__ import annotations
@@ -166,13 +166,52 @@ def dataset_inputs(datasets: Iterable[Mapping[str, Any]]) -> list[Any]:
     return built
 
 
+STATE_SOURCE_PREFIX = "cltool-state:"
+
+
+def _state_store_source(uri: str) -> Any:
+    """A dataset source for rows in cltool's state store (a SQL table MLflow has no source type for);
+    the MLflow UI shows its type `cltool_state_store` and the URI."""
+    from mlflow.data.dataset_source import DatasetSource
+
+    class StateStoreSource(DatasetSource):
+        def __init__(self, uri: str) -> None:
+            self.uri = uri
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "cltool_state_store"
+
+        def load(self) -> Any:
+            raise NotImplementedError("the rows are read through cltool's state store, not by MLflow")
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return isinstance(raw_source, str) and raw_source.startswith(STATE_SOURCE_PREFIX)
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> "StateStoreSource":
+            return cls(raw_source)
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self.uri}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]) -> "StateStoreSource":
+            return cls(source_dict["uri"])
+
+    return StateStoreSource(uri)
+
+
 def _source(index: int, name: str, source: str) -> Any:
-    """MLflow's source for a path or URI (the daemon's rows are a local Parquet file; s3:// and the
-    other artifact-store schemes work too). A scheme MLflow has no resolver for is refused here,
-    before the run exists."""
+    """MLflow's source for a path or URI: `cltool-state:<store URL>#rows` (the daemon's rows, in its
+    state store), a local path, s3:// and the other artifact-store schemes. A scheme MLflow has no
+    resolver for is refused here, before the run exists."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.exceptions import MlflowException
 
+    if source.startswith(STATE_SOURCE_PREFIX):
+        return _state_store_source(source)
     try:
         with warnings.catch_warnings():
             # Two resolvers claim local paths; MLflow warns that the path "can be interpreted in

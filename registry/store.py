@@ -6,16 +6,20 @@ Kept apart from ModelRegistry because it is the one place that turns "the store 
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
-from registry.errors import RegistryError, RegistryUnavailable
+from registry.errors import RegistryAccessDenied, RegistryError, RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
 # MLflow's error codes for "no such entity" (the REST and SQL stores use both spellings).
 NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+# A tracking server with auth: 401 and 403.
+DENIED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 
 
 def error_code(exc: BaseException) -> str:
@@ -61,6 +65,31 @@ def _ensure_experiment(client: Any, name: str, artifact_location: str | None) ->
     return found.experiment_id
 
 
+class GuardedClient:
+    """An MlflowClient whose 401/403 answers raise RegistryAccessDenied naming the call and the user,
+    instead of an MlflowException with the server's response body in it."""
+
+    def __init__(self, client: Any, tracking_uri: str) -> None:
+        self._client, self._uri = client, tracking_uri
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except Exception as exc:
+                if error_code(exc) not in DENIED:
+                    raise
+                raise RegistryAccessDenied(self._uri, name, os.environ.get("MLFLOW_TRACKING_USERNAME"),
+                                           error_code(exc)) from exc
+
+        return call
+
+
 def open_store(tracking_uri: str, experiment: str, artifact_location: str | None) -> tuple[Any, str]:
     """(MlflowClient, experiment id); the first call on a new SQLite file creates its tables."""
     try:
@@ -70,7 +99,7 @@ def open_store(tracking_uri: str, experiment: str, artifact_location: str | None
         if db is not None:
             db.resolve().parent.mkdir(parents=True, exist_ok=True)
         # registry_uri given explicitly: otherwise it falls back to mlflow's global setting.
-        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        client = GuardedClient(mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), tracking_uri)
         return client, _ensure_experiment(client, experiment, artifact_location)
     except RegistryError:
         raise

@@ -82,11 +82,11 @@ def _settings(obj: dict[str, Any]):
     return settings
 
 
-def _context(obj: dict[str, Any], role: str = "cli"):
+def _context(obj: dict[str, Any], role: str = "cli", refuse_outdated: bool = True):
     from daemon.context import open_context
     from daemon.state.locks import default_owner
 
-    return open_context(_settings(obj), default_owner(role))
+    return open_context(_settings(obj), default_owner(role), refuse_outdated=refuse_outdated)
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:
@@ -138,7 +138,7 @@ def run(obj, once: bool, demo_feed: Path | None, as_json: bool) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it at a safe point)."""
     from daemon.service import Daemon
 
-    daemon = Daemon(_context(obj, "daemon"), demo_feed=demo_feed)
+    daemon = Daemon(_context(obj, "daemon", refuse_outdated=False), demo_feed=demo_feed)
     if not once:
         daemon.run_forever()
         return
@@ -327,6 +327,43 @@ def drift(obj, as_json: bool, since: str | None, plot_path: Path | None) -> None
     if data["detectors"]:
         data["plot"] = str(plot(data, plot_path or ctx.settings.state_dir / "drift-timeline.png"))
     _emit(data, as_json, render(data) + (f"\ntimeline: {data['plot']}" if data["plot"] else ""))
+
+
+@cli.group()
+def db() -> None:
+    """The state store's schema: which revision it is at, and upgrading it (the daemon also upgrades at start-up)."""
+
+
+@db.command("current")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def db_current(obj, as_json: bool) -> None:
+    """The store's schema revision and the newest this cltool knows."""
+    ctx = _context(obj, refuse_outdated=False)
+    rev = ctx.store.revision
+    data = {"store": ctx.store.display_url, "revision": rev.current, "head": rev.head, "outdated": rev.behind}
+    _emit(data, as_json, f"{data['store']}: revision {rev.current}" +
+          (f", behind {rev.head}: run `cltool db upgrade`" if rev.behind else " (the newest)"))
+
+
+@db.command("upgrade")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def db_upgrade(obj, as_json: bool) -> None:
+    """Apply the migrations the store lacks, holding the daemon's leader lock (a running daemon refuses it:
+    stop the daemon, or let it upgrade at its next start)."""
+    from daemon.state.locks import DAEMON_LOCK, Locks
+
+    ctx = _context(obj, "db-upgrade", refuse_outdated=False)
+    locks = Locks(ctx.store)
+    with locks.held(DAEMON_LOCK, ctx.owner, ttl_seconds=600,
+                    hint="A daemon runs on this store: it upgraded the schema when it started, or stop it first."):
+        change = ctx.store.upgrade(ctx.settings.legacy_rows_dir)
+    data = {"store": ctx.store.display_url, "from": change.current, "to": change.head}
+    _emit(data, as_json, f"{data['store']}: revision {change.current} -> {change.head}"
+          if change.current != change.head else f"{data['store']}: already at revision {change.head}")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The rows a cycle trains and judges on, read back from the ledger's Parquet files.
+"""The rows a cycle trains and judges on, read back from the state store.
 
 fresh = test rows of the batches this update learns from (plasticity);
 regression = test rows of every earlier batch, stratified by batch and label and capped (forgetting).
@@ -8,21 +8,18 @@ Champion and candidate are scored on exactly these rows, in the same process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from daemon.state.store import Batch
+from daemon.state.store import ROW_COLUMNS, Batch, StateStore
 from retrain.evaluation import Predictor, negative_flip_rate, score
 from retrain.update import split, stratified_cap  # noqa: F401 (the cycle's and probation's row helpers)
 
-COLUMNS = ["row_hash", "text", "label", "split", "batch_id", "id", "published_at", "source"]
+COLUMNS = ROW_COLUMNS
 
 
-def load_rows(rows_dir: Path, batches: list[Batch]) -> pd.DataFrame:
-    frames = [pd.read_parquet(rows_dir / batch.rows_path) for batch in batches]
-    frames = [frame for frame in frames if len(frame)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+def load_rows(store: StateStore, batches: list[Batch]) -> pd.DataFrame:
+    return pd.DataFrame(store.rows([batch.batch_id for batch in batches]), columns=COLUMNS)
 
 
 @dataclass

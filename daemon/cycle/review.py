@@ -27,7 +27,7 @@ class Review:
 
 def build_review(*, work: Path, labels: list[str], decision: Decision, on_fresh, on_regression,
                  fresh: pd.DataFrame, regression: pd.DataFrame, new_train: pd.DataFrame, replay: pd.DataFrame,
-                 pending, champion_version: str | None, cycle_id: str, trigger: str, rows_dir: Path,
+                 pending, champion_version: str | None, cycle_id: str, trigger: str, rows_source: str,
                  continual: dict[str, Any] | None = None) -> Review:
     champ = f"champion v{champion_version}" if champion_version else None
     files = [confusion_png(on_fresh.candidate["confusion"], labels, "candidate, fresh test rows",
@@ -62,7 +62,7 @@ def build_review(*, work: Path, labels: list[str], decision: Decision, on_fresh,
         rows_new=len(new_train), rows_replay=len(replay),
         **{"cltool.cycle_id": cycle_id, "cltool.trigger": trigger},
     )
-    source = str(rows_dir)
+    source = rows_source
     datasets = [
         {"name": "new_train", "context": "training", "rows": new_train[list(DATASET_COLUMNS)], "source": source},
         {"name": "replay", "context": "replay", "rows": replay[list(DATASET_COLUMNS)], "source": source},

@@ -88,8 +88,8 @@ def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] 
         before_training()
     cycle_id = f"c{ctx.clock().strftime('%Y%m%dT%H%M%S%f')}"
     store.append(events.CYCLE_STARTED, trigger, payload={"cycle_id": cycle_id, "batches": [b.batch_id for b in pending]})
-    new = evidence.load_rows(s.rows_dir, pending)
-    past = evidence.load_rows(s.rows_dir, store.list_batches(pending=False))
+    new = evidence.load_rows(store, pending)
+    past = evidence.load_rows(store, store.list_batches(pending=False))
     fresh = evidence.split(new, "test")
     if len(fresh) < s.gate.min_fresh_rows or evidence.split(new, "train").empty:
         return _wait(ctx, cycle_id, f"{len(fresh)} fresh test rows < gate.min_fresh_rows {s.gate.min_fresh_rows}"
@@ -157,7 +157,8 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     review = build_review(work=work, labels=s.labels, decision=decision, on_fresh=on_fresh,
                           on_regression=on_regression, fresh=fresh, regression=regression, new_train=new_train,
                           replay=replay, pending=pending, champion_version=champion.version if champion else None,
-                          cycle_id=cycle_id, trigger=trigger, rows_dir=s.rows_dir, continual=cl_report)
+                          cycle_id=cycle_id, trigger=trigger, rows_source=f"cltool-state:{ctx.store.display_url}#rows",
+                          continual=cl_report)
     stored = {side: report and report.to_dict() for side, report in summaries.items()}
     json_artifacts = {"eval_report": {**stored, "negative_flip_rate": metrics.get("negative_flip_rate"),
                                       "decision": decision.to_dict()},

@@ -49,7 +49,7 @@ class Inbox:
         self.settings, self.store, self.clock, self.actor = settings, store, clock, actor
         self.settle_seconds = settle_seconds  # a file younger than this may still be being written
         self.claimed_dir = settings.inbox_dir / CLAIMED
-        for folder in (settings.inbox_dir, self.claimed_dir, settings.rows_dir, settings.quarantine_dir,
+        for folder in (settings.inbox_dir, self.claimed_dir, settings.quarantine_dir,
                        settings.archive_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -125,11 +125,7 @@ class Inbox:
 
     def _record(self, claimed: Path, checksum: str, judgement: Judgement) -> IngestResult:
         batch_id = f"{self._stamp()}-{checksum[:8]}"
-        rows = judgement.accepted.assign(batch_id=batch_id)
-        rows_path = self.settings.rows_dir / f"{batch_id}.parquet"
-        partial = rows_path.with_suffix(".parquet.tmp")
-        rows.to_parquet(partial, index=False)
-        os.replace(partial, rows_path)
+        rows = judgement.accepted
         splits = rows["split"].value_counts().to_dict()
         record = {
             "batch_id": batch_id, "file_name": claimed.name, "checksum": checksum, "received_at": self.clock(),
@@ -137,9 +133,8 @@ class Inbox:
             "rows_duplicate": judgement.duplicates, "n_train": int(splits.get("train", 0)),
             "n_val": int(splits.get("val", 0)), "n_test": int(splits.get("test", 0)),
             "label_counts": {k: int(v) for k, v in rows["label"].value_counts().sort_index().items()},
-            "rows_path": rows_path.name,
         }
-        batch = self.store.add_batch(record, zip(rows["row_hash"], rows["split"]))
+        batch = self.store.add_batch(record, rows.astype(object).where(rows.notna(), None).to_dict("records"))
         if judgement.errors:  # drop_rows policy: the dropped rows are kept, with their reasons
             self._write_reason(self.settings.quarantine_dir / f"{batch_id}-{claimed.name}.dropped", claimed.name,
                                checksum, f"{len(judgement.errors)} bad rows dropped (inbox.bad_rows = drop_rows)",
@@ -199,11 +194,6 @@ class Inbox:
                     back = back.with_name(f"{back.stem}.again{back.suffix}")
                 os.replace(path, back)
                 done.append(f"{path.name}: not recorded, returned to the inbox")
-        recorded = {batch.rows_path for batch in self.store.list_batches()}
-        for path in self.settings.rows_dir.iterdir():
-            if path.name not in recorded:  # rows written by a run that died before the ledger row
-                path.unlink()
-                done.append(f"{path.name}: orphan rows removed")
         for line in done:
             log.warning("recover: %s", line)
         return done

@@ -91,7 +91,7 @@ class DriftMonitor:
         if champion is None and s.drift.reference == "champion":
             return self._skip(batch, "no champion yet: its training data is the reference (drift.reference = "
                                      "\"champion\")")
-        rows = evidence.load_rows(s.rows_dir, [batch])
+        rows = evidence.load_rows(store, [batch])
         if rows.empty:
             return self._skip(batch, "the batch has no rows")
         try:
@@ -179,7 +179,7 @@ class DriftMonitor:
         key = hashlib.sha1(f"{d.reference}|{version}|{ids}".encode()).hexdigest()[:12]
         if self._reference is not None and self._reference.key == key:
             return self._reference
-        rows = evidence.load_rows(s.rows_dir, source)
+        rows = evidence.load_rows(self.ctx.store, source)
         if d.reference == "champion":
             # Labels and texts: what the champion learned from. Its outputs: rows it did not train on
             # (val/test of the same batches), unless there are too few of those.

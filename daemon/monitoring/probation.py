@@ -74,7 +74,7 @@ def check(ctx: Context) -> WatchVerdict | None:
     champion, previous = opened.version, opened.payload["from"]
     watch = ctx.settings.watch
     s = ctx.settings
-    rows = evidence.load_rows(s.rows_dir, new)
+    rows = evidence.load_rows(ctx.store, new)
     pair = evidence.score_pair(rows, s.labels, ctx.predictor(champion), ctx.predictor(previous))
 
     # Pool this batch's rows with every earlier scored batch of this probation.

@@ -1,7 +1,10 @@
-"""The SQL state store: the batch ledger, the row index and the append-only event log.
+"""The SQL state store: the batch ledger, the accepted rows and the append-only event log.
 
 SQLAlchemy Core over one URL: a SQLite file by default, PostgreSQL in production. Every write that
-must be atomic (a batch and its row hashes) is one transaction. Locks live in `daemon.state.locks`.
+must be atomic (a batch and its rows) is one transaction. Everything a daemon needs to resume is here
+or in MLflow, so a daemon on another host with the same two URLs carries on. Locks live in
+`daemon.state.locks`; the schema's versions (Alembic migrations) in `daemon.state.schema`, and the
+tables below are the newest revision's.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from daemon.events import DEBUG as DEBUG_EVENTS
+from daemon.state import schema
 from daemon.events import WARNINGS as WARNING_EVENTS
 
 log = logging.getLogger(__name__)
@@ -37,17 +41,24 @@ batches = sa.Table(
     sa.Column("n_val", sa.Integer, nullable=False),
     sa.Column("n_test", sa.Integer, nullable=False),
     sa.Column("label_counts", sa.Text, nullable=False),
-    sa.Column("rows_path", sa.String(1024), nullable=False),
     # Set when a cycle has trained on the batch; NULL means its rows are still pending.
     sa.Column("cycle_id", sa.String(64), nullable=True, index=True),
 )
 
-# One row per accepted text: how duplicates across batches are recognised without reading Parquet.
-row_index = sa.Table(
-    "row_index", metadata,
+# One row per accepted text, in file order (`position`); the hash recognises duplicates across batches.
+# `id`, `published_at` and `source` are the file's own optional columns, as text.
+ROW_COLUMNS = ["row_hash", "text", "label", "split", "batch_id", "id", "published_at", "source"]
+rows = sa.Table(
+    "rows", metadata,
     sa.Column("row_hash", sa.String(64), primary_key=True),
     sa.Column("batch_id", sa.String(64), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),
     sa.Column("split", sa.String(8), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("label", sa.String(128), nullable=False),
+    sa.Column("id", sa.Text, nullable=True),
+    sa.Column("published_at", sa.Text, nullable=True),
+    sa.Column("source", sa.Text, nullable=True),
 )
 
 events = sa.Table(
@@ -97,7 +108,6 @@ class Batch:
     n_val: int
     n_test: int
     label_counts: dict[str, int]
-    rows_path: str
     cycle_id: str | None
 
     @classmethod
@@ -132,7 +142,10 @@ class Event:
 class StateStore:
     """Ledger and event log over one SQLAlchemy engine; safe to share between threads."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, refuse_outdated: bool = True) -> None:
+        """Open the store; an empty database is created at the newest schema. A store at an older schema
+        raises SchemaOutdatedError, unless `refuse_outdated` is False: then only `upgrade()` and the
+        locks may be used until it is upgraded (the daemon, which upgrades under its leader lock)."""
         self.url = url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -141,22 +154,46 @@ class StateStore:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        self.revision = schema.ensure(self.engine, upgrade=False, refuse_behind=refuse_outdated)
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for messages and MLflow dataset sources."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def upgrade(self, rows_dir: Path | None = None) -> "schema.Revision":
+        """Apply the migrations this store lacks (`rows_dir`: where stores before revision 0002 kept
+        their Parquet row files)."""
+        before = self.revision
+        self.revision = schema.ensure(self.engine, upgrade=True, rows_dir=rows_dir)
+        return schema.Revision(before.current, self.revision.head)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
     # -- batches -----------------------------------------------------------------------------
-    def add_batch(self, record: dict[str, Any], row_hashes: Iterable[tuple[str, str]]) -> Batch:
-        """Record a batch and its rows' hashes in one transaction (both or neither)."""
+    def add_batch(self, record: dict[str, Any], accepted: list[dict[str, Any]]) -> Batch:
+        """Record a batch and its accepted rows (dicts with ROW_COLUMNS but batch_id, in file order) in
+        one transaction: both or neither."""
         values = dict(record, label_counts=json.dumps(record["label_counts"], sort_keys=True))
         with self.engine.begin() as conn:
             conn.execute(batches.insert().values(**values))
-            rows = [{"row_hash": h, "batch_id": record["batch_id"], "split": s} for h, s in row_hashes]
-            if rows:
-                conn.execute(row_index.insert(), rows)
+            if accepted:
+                conn.execute(rows.insert(), [{**row, "batch_id": record["batch_id"], "position": i}
+                                             for i, row in enumerate(accepted)])
         return self.batch(record["batch_id"])
+
+    def rows(self, batch_ids: list[str]) -> list[dict[str, Any]]:
+        """The accepted rows of `batch_ids`, batch by batch in ledger order, each in file order."""
+        if not batch_ids:
+            return []
+        query = (sa.select(*(rows.c[name] for name in ROW_COLUMNS))
+                 .join(batches, batches.c.batch_id == rows.c.batch_id)
+                 .where(rows.c.batch_id.in_(batch_ids))
+                 .order_by(batches.c.seq, rows.c.position))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
 
     def batch(self, batch_id: str) -> Batch:
         with self.engine.connect() as conn:
@@ -182,7 +219,7 @@ class StateStore:
         with self.engine.connect() as conn:
             for start in range(0, len(hashes), 500):  # stay under SQL parameter limits
                 chunk = hashes[start:start + 500]
-                found.update(conn.execute(sa.select(row_index.c.row_hash).where(row_index.c.row_hash.in_(chunk))).scalars())
+                found.update(conn.execute(sa.select(rows.c.row_hash).where(rows.c.row_hash.in_(chunk))).scalars())
         return found
 
     # -- events ------------------------------------------------------------------------------

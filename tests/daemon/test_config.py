@@ -98,6 +98,7 @@ def test_scheduler_busy_skips_are_not_logged_but_other_warnings_are(monkeypatch)
     import os
 
     monkeypatch.delenv("MLFLOW_CONFIGURE_LOGGING", raising=False)
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
 
     from daemon.logs import configure
 
@@ -118,6 +119,7 @@ def test_scheduler_busy_skips_are_not_logged_but_other_warnings_are(monkeypatch)
         assert seen == ['Run time of job "cycle" was missed by 0:01:00']
         assert len(scheduler_log.filters) == 1
         assert os.environ["MLFLOW_CONFIGURE_LOGGING"] == "false"  # MLflow's lines come through ours
+        assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"  # stdout stays --json's
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])

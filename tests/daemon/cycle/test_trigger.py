@@ -9,7 +9,7 @@ NOW = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 
 
 def batch(n_train: int, n_test: int = 30, age_s: int = 0) -> Batch:
-    return Batch(1, "b", "f.csv", "x", NOW - timedelta(seconds=age_s), 0, 0, 0, 0, n_train, 0, n_test, {}, "p", None)
+    return Batch(1, "b", "f.csv", "x", NOW - timedelta(seconds=age_s), 0, 0, 0, 0, n_train, 0, n_test, {}, None)
 
 
 def run(pending, requested=None, last=None, min_new=100, interval=3600, fresh=20):

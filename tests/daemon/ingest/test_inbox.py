@@ -3,8 +3,6 @@ from __future__ import annotations
 import json
 import os
 
-import pandas as pd
-
 from daemon.ingest.inbox import Inbox
 from tests.daemon.conftest import sentences, write_csv
 
@@ -16,8 +14,10 @@ def test_accepted_file_is_recorded_stored_and_archived(settings, store, inbox):
     batch = result.batch
     assert batch.rows_accepted == 50 and batch.n_train + batch.n_val + batch.n_test == 50
     assert batch.label_counts == {"negative": 17, "neutral": 17, "positive": 16}
-    rows = pd.read_parquet(settings.rows_dir / batch.rows_path)
-    assert len(rows) == 50 and set(rows["split"]) <= {"train", "val", "test"}
+    rows = store.rows([batch.batch_id])  # in the store, in file order: no file on the daemon's disk
+    assert [row["text"] for row in rows] == [text for text, _ in sentences(50)]
+    assert {row["split"] for row in rows} <= {"train", "val", "test"} and {row["batch_id"] for row in rows} == {batch.batch_id}
+    assert not settings.legacy_rows_dir.exists()
     assert not path.exists() and list(settings.archive_dir.glob("*one.csv"))
     assert [e.type for e in store.events()] == ["ingest.accepted"]
 
@@ -81,13 +81,10 @@ def test_recover_finishes_or_undoes_an_interrupted_ingest(settings, store, inbox
     os.replace(archived, inbox.claimed_dir / "x.csv")
     # Crash after claiming, before anything was recorded: the file must go back to the inbox.
     write_csv(inbox.claimed_dir / "y.csv", sentences(20, start=50))
-    # Crash after writing rows, before the ledger: the orphan Parquet must go.
-    (settings.rows_dir / "orphan.parquet").write_bytes(b"junk")
     lines = inbox.recover()
-    assert len(lines) == 3
+    assert len(lines) == 2
     assert not any(inbox.claimed_dir.iterdir())
     assert (settings.inbox_dir / "y.csv").exists()
-    assert not (settings.rows_dir / "orphan.parquet").exists()
     assert [b.batch_id for b in store.list_batches()] == [done.batch.batch_id]
     # And the returned file is then ingested normally, exactly once.
     [again] = Inbox(settings, store, settle_seconds=0).take_all()

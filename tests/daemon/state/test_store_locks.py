@@ -22,8 +22,8 @@ def test_events_are_appended_in_order_and_filterable(store):
 def test_decision_and_consumed_batches_are_one_transaction(store):
     store.add_batch({"batch_id": "b1", "file_name": "f", "checksum": "c1", "received_at": utcnow(),
                      "rows_in_file": 1, "rows_accepted": 1, "rows_bad": 0, "rows_duplicate": 0, "n_train": 1,
-                     "n_val": 0, "n_test": 0, "label_counts": {"neutral": 1}, "rows_path": "b1.parquet"},
-                    [("h1", "train")])
+                     "n_val": 0, "n_test": 0, "label_counts": {"neutral": 1}},
+                    [{"row_hash": "h1", "split": "train", "text": "t", "label": "neutral"}])
     with pytest.raises(Exception):  # a broken event rolls the consumption back too
         store.append_with_consume([{"type": "decision"}, {"type": None}], ["b1"], "c1")
     assert [b.batch_id for b in store.list_batches(pending=True)] == ["b1"]

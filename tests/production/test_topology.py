@@ -1,0 +1,118 @@
+"""The production story on the real topology: PostgreSQL state store, `mlflow server --app-name
+basic-auth` on PostgreSQL with proxied artifacts, cltool as a non-admin MLflow user, the real CLI as
+subprocesses. Two state folders stand for two hosts: everything one needs to carry on is in the two
+stores. A consumer that cannot read either folder loads the champion from the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from retrain.modeling import build_tiny_model
+
+pytestmark = pytest.mark.integration
+
+CLTOOL = str(Path(sys.executable).parent / "cltool")
+LABELS = ["negative", "neutral", "positive"]
+MODEL = "prod-sentiment"
+
+
+def toy_rows(n: int, start: int = 0) -> pd.DataFrame:
+    words = {"negative": "plunge loss", "neutral": "meeting held", "positive": "soar profit"}
+    return pd.DataFrame([(f"{words[LABELS[i % 3]]} item {i}", LABELS[i % 3]) for i in range(start, start + n)],
+                        columns=["text", "label"])
+
+
+@pytest.fixture(scope="module")
+def prod(postgres, mlflow_server, cltool_user, tmp_path_factory):
+    root = tmp_path_factory.mktemp("prod")
+    base = build_tiny_model(root / "tiny-base", LABELS)
+    environment = dict(
+        os.environ, **cltool_user.env(),
+        CLTOOL_STORE__URL=postgres.create_database("cltool_story"),
+        CLTOOL_MLFLOW__TRACKING_URI=mlflow_server.url, CLTOOL_MLFLOW__MODEL_NAME=MODEL,
+        CLTOOL_MLFLOW__EXPERIMENT="prod-story",
+        # The tiny model learns the toy rows in seconds (as tests/daemon/cycle/test_cycle.py).
+        CLTOOL_MODEL__BASE=str(base), CLTOOL_MODEL__MAX_LENGTH="16", CLTOOL_TRAIN__EPOCHS="10",
+        CLTOOL_TRAIN__BATCH_SIZE="16", CLTOOL_TRAIN__LEARNING_RATE="0.002",
+        CLTOOL_TRAIN__EARLY_STOPPING_PATIENCE="0", CLTOOL_TRIGGER__MIN_NEW_ROWS="50",
+        CLTOOL_GATE__FIRST_MODEL_MIN_MACRO_F1="0", CLTOOL_GATE__MIN_FRESH_ROWS="10")
+    toy_rows(200).to_csv(root / "b1.csv", index=False)
+    toy_rows(200, start=1000).to_csv(root / "b2.csv", index=False)
+    return root, environment
+
+
+def cltool(prod, host: str, *args, ok=True, env=None):
+    """`cltool` on `host`: its own working and state folder under the module's root."""
+    root, environment = prod
+    folder = root / host
+    folder.mkdir(exist_ok=True)
+    done = subprocess.run([CLTOOL, "--state-dir", str(folder / "state"), "--inbox-dir", str(folder / "inbox"), *args],
+                          cwd=folder, env={**environment, **(env or {})}, capture_output=True, text=True, timeout=600)
+    if ok:
+        assert done.returncode == 0, f"cltool {' '.join(args)} on {host} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+    return done
+
+
+def as_json(prod, host, *args):
+    return json.loads(cltool(prod, host, *args, "--json").stdout)
+
+
+def test_the_story_runs_on_postgres_and_an_mlflow_server(prod, mlflow_server):
+    root, environment = prod
+    # Host A records a batch; host B, an empty state folder with the same two URLs, trains on it.
+    assert as_json(prod, "a", "ingest", str(root / "b1.csv"))[0]["status"] == "accepted"
+    first = as_json(prod, "b", "run", "--once")
+    assert first["ingested"] == [] and first["cycle"]["outcome"] == "PROMOTE" and first["cycle"]["version"] == "1"
+
+    # Back on A: the next batch is judged against the champion B made, with B's batch as history.
+    assert as_json(prod, "a", "ingest", str(root / "b2.csv"))[0]["status"] == "accepted"
+    second = as_json(prod, "a", "run", "--once")["cycle"]
+    assert second["version"] == "2" and second["outcome"] in {"PROMOTE", "REJECT", "WAIT"}
+    status = as_json(prod, "b", "status")
+    assert status["pending_rows"] == (status["pending_rows"] if second["outcome"] == "WAIT" else 0)
+    lineage = [e for e in as_json(prod, "b", "history", "--all", "--limit", "200") if e["type"] == "decision"]
+    assert [e["version"] for e in lineage] == ["1", "2"]
+
+    # promote / rollback as an operator on either host, recorded in the shared log.
+    champion = status["champion"]["version"]
+    other = "2" if champion == "1" else "1"
+    cltool(prod, "a", "promote", other, "--reason", "drill", "--force")
+    assert as_json(prod, "b", "status")["champion"]["version"] == other
+    cltool(prod, "b", "rollback", "--reason", "drill over")
+    assert as_json(prod, "a", "status")["champion"]["version"] == champion
+
+    # The models live on the server, not on either host: no artifact folder in a state folder, and the
+    # local model folders are a cache that can be deleted at any moment.
+    assert any(mlflow_server.artifacts.rglob("model.safetensors"))
+    for host in ("a", "b"):
+        assert not list((root / host / "state").rglob("mlartifacts"))
+        shutil.rmtree(root / host / "state" / "work" / "models", ignore_errors=True)
+    predicted = as_json(prod, "a", "predict", "plunge loss item 7", "soar profit item 8")
+    assert [p["version"] for p in predicted] == [champion, champion]
+
+    # A consumer on "another host": no state folder at all, only the server and a user that may read.
+    consumer = root / "consumer"
+    consumer.mkdir()
+    for host in ("a", "b"):
+        (root / host).rename(root / f"{host}-moved-away")
+    script = ("import mlflow, json; m = mlflow.pyfunc.load_model('models:/%s@champion');"
+              "print(json.dumps(m.predict(['plunge loss item 7', 'soar profit item 8'])['label'].tolist()))" % MODEL)
+    done = subprocess.run([sys.executable, "-c", script], cwd=consumer, capture_output=True, text=True, timeout=300,
+                          env={**environment, "MLFLOW_TRACKING_URI": mlflow_server.url})
+    assert done.returncode == 0, done.stderr[-3000:]
+    labels = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(labels) == 2 and set(labels) <= set(LABELS)
+
+
+def test_a_wrong_password_is_one_clear_error(prod, mlflow_server):
+    done = cltool(prod, "stranger", "status", ok=False, env={"MLFLOW_TRACKING_PASSWORD": "wrong"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "refused" in done.stderr and "UNAUTHENTICATED" in done.stderr and "MLFLOW_TRACKING_PASSWORD" in done.stderr
