@@ -36,6 +36,10 @@ class TriggerSection(_Section):
     )
     poll_seconds: float = Field(5.0, gt=0, le=3600, description="How often the inbox is scanned.")
     misfire_grace_seconds: int = Field(60, ge=1, description="A job late by more than this is skipped, not run.")
+    retry_backoff_seconds: float = Field(
+        30.0, ge=0, description="After a failed cycle, wait this long before the next try; doubled after each "
+                                "further failure in a row (an explicit `cltool retrain` does not wait).")
+    retry_backoff_max_seconds: float = Field(1800.0, ge=0, description="The longest wait between two tries.")
 
 
 class GateSection(GatePolicy):

@@ -52,9 +52,14 @@ DRIFT_ALERT_OPENED = "drift.alert_opened"
 DRIFT_ALERT_CLOSED = "drift.alert_closed"
 DRIFT_EVENTS = (DRIFT_SCORED, DRIFT_SKIPPED, DRIFT_ALERT_OPENED, DRIFT_ALERT_CLOSED)
 
+# A dependency (the state store, MLflow) went away or came back. `dependency.lost` is written when it
+# happens if the store is up, else with `dependency.restored` when the store returns.
+DEPENDENCY_LOST = "dependency.lost"
+DEPENDENCY_RESTORED = "dependency.restored"
+
 # Bookkeeping an operator does not need in the log (`cltool status` and `history --all` show it).
 DEBUG = frozenset({CYCLE_PHASE})
 
 # Events an operator must notice: logged at WARNING (every event is logged once, when it is written).
 WARNINGS = frozenset({INGEST_QUARANTINED, CYCLE_FAILED, CYCLE_ABORTED, JOB_FAILED, JOB_MISSED, OBSERVE_FAILED,
-                      ROLLBACK, DRIFT_ALERT_OPENED})
+                      ROLLBACK, DRIFT_ALERT_OPENED, DEPENDENCY_LOST})

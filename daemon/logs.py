@@ -38,6 +38,14 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+class _DropJobTracebacks(logging.Filter):
+    """APScheduler logs every failed job with its traceback; the daemon's listener already reports each
+    failure in one line (and none while an outage it has reported explains it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "raised an exception" not in record.getMessage()
+
+
 class _DropBusySkips(logging.Filter):
     """APScheduler warns each time a job is skipped because its previous run is still going. For the
     cycle job that is the design (max_instances=1 while a model trains), not news for the operator; nor
@@ -69,6 +77,9 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     scheduler_log = logging.getLogger("apscheduler.scheduler")
     if not any(isinstance(f, _DropBusySkips) for f in scheduler_log.filters):
         scheduler_log.addFilter(_DropBusySkips())
+    executors_log = logging.getLogger("apscheduler.executors.default")
+    if not any(isinstance(f, _DropJobTracebacks) for f in executors_log.filters):
+        executors_log.addFilter(_DropJobTracebacks())
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # Loading a checkpoint warns, through transformers' own handler, with the whole list of layers a

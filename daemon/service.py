@@ -30,6 +30,7 @@ from daemon.monitoring import probation
 from daemon.monitoring.drift_pass import DriftMonitor
 from daemon.state.locks import DAEMON_LOCK, Locks
 from daemon.telemetry.exporter import Telemetry, make_sink
+from daemon.telemetry.outages import STATE_STORE, Outages
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Daemon:
         # The inbox job skips its poll while it is held (files wait in the inbox meanwhile).
         self.intake = threading.Lock()
         self.telemetry: Telemetry | None = None
+        self._failures_logged: set[tuple[str, str]] = set()
+        self.outages = Outages({STATE_STORE: ctx.store.ping, "mlflow": ctx.registry.ping}, ctx.store.append, ctx.clock)
 
     # -- start and stop ------------------------------------------------------------------------
     def start_up(self) -> None:
@@ -87,7 +90,7 @@ class Daemon:
     def run_forever(self) -> None:
         self.start_up()
         trigger = self.ctx.settings.trigger
-        telemetry = self.telemetry = Telemetry(self.ctx)
+        telemetry = self.telemetry = Telemetry(self.ctx, probe=self.outages.probe)
         self.drift_monitor.notify = telemetry.notify
         telemetry.refresh()  # counters replayed from the log before the first scrape
         telemetry.start()  # its `observe.listening` event names the URLs
@@ -162,6 +165,9 @@ class Daemon:
             self.idle.set()
 
     def heartbeat(self) -> None:
+        """Probe the dependencies (one line when one goes or returns), then renew the leader lock."""
+        if self.outages.probe().get(STATE_STORE) != "ok":
+            return  # nothing to renew in; if the lease runs out meanwhile, renew() says so once it is back
         if not self.locks.renew(DAEMON_LOCK, self.ctx.owner, LEADER_TTL_SECONDS):
             log.error("lost the leader lock (another process took it); stopping")
             self._on_signal(signal.SIGTERM, None)
@@ -190,15 +196,24 @@ class Daemon:
                      len(fed), inbox)
 
     def _on_job_problem(self, event: JobExecutionEvent) -> None:
-        if event.code == EVENT_JOB_MISSED:
-            log.warning("job %s missed its run at %s (busy or late beyond misfire grace)", event.job_id,
-                        event.scheduled_run_time)
-            self.ctx.store.append(events.JOB_MISSED, f"{event.job_id}: late beyond misfire grace", actor=self.ctx.owner,
-                                  payload={"job_id": event.job_id})
-        else:
-            log.error("job %s failed: %r", event.job_id, event.exception, exc_info=event.exception)
+        """One line per problem: a missed run, or a failed job with its traceback (once per job and error
+        type); nothing for a failure an outage explains, whose line the outage watch has written."""
+        try:
+            if event.code == EVENT_JOB_MISSED:
+                self.ctx.store.append(events.JOB_MISSED, f"{event.job_id}: late beyond misfire grace (busy, or the "
+                                      "host slept)", actor=self.ctx.owner, payload={"job_id": event.job_id})
+                return
+            if self.outages.explains(event.exception):
+                log.debug("job %s failed during an outage: %r", event.job_id, event.exception)
+                return
+            key = (event.job_id, type(event.exception).__name__)
+            first = key not in self._failures_logged
+            self._failures_logged.add(key)
+            log.error("job %s failed: %r", event.job_id, event.exception, exc_info=event.exception if first else None)
             self.ctx.store.append(events.JOB_FAILED, f"{event.job_id}: {event.exception!r}", actor=self.ctx.owner,
-                                  payload={"job_id": event.job_id})
+                                  payload={"job_id": event.job_id}, quiet=True)
+        except Exception as exc:  # noqa: BLE001 - a listener must never raise into the scheduler
+            log.debug("could not record the problem of job %s: %r", event.job_id, exc)
 
 
 def _now() -> datetime:

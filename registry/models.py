@@ -74,8 +74,18 @@ class ModelRegistry:
                 )
         return self._client
 
-    def ping(self) -> None:
-        """Raise RegistryUnavailable unless both the tracking and the registry store answer."""
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise RegistryUnavailable unless both the tracking and the registry store answer. A tracking
+        server is first asked its /health with `timeout`: MLflow's own client retries a refused
+        connection for minutes before it gives up."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            import urllib.request
+
+            try:
+                with urllib.request.urlopen(self.tracking_uri.rstrip("/") + "/health", timeout=timeout):
+                    pass
+            except OSError as exc:
+                raise RegistryUnavailable(self.tracking_uri, exc) from exc
         try:
             client = self._connect()
             client.get_experiment(self._experiment_id)

@@ -19,7 +19,7 @@ from daemon.context import Context
 from daemon.cycle import continual, evidence
 from daemon.cycle.report import describe, metrics_of
 from daemon.cycle.review import build_review
-from daemon.cycle.trigger import open_request, should_run
+from daemon.cycle.trigger import failures_in_a_row, open_request, retry_wait, should_run
 from daemon.errors import CltoolError
 from daemon.monitoring.drift_pass import drift_report
 from daemon.promotion import retention
@@ -74,6 +74,11 @@ def maybe_run(ctx: Context, before_training: Callable[[], object] | None = None)
                          now=ctx.clock(), policy=ctx.settings.trigger, min_fresh_rows=ctx.settings.gate.min_fresh_rows)
     if not verdict.run:
         log.debug("no cycle: %s", verdict.reason)
+        return None
+    failures, last_failed_at = failures_in_a_row(ctx.store)
+    wait = retry_wait(failures, last_failed_at, ctx.clock(), ctx.settings.trigger)
+    if requester is None and wait > 0:
+        log.debug("no cycle: %d failed in a row, retrying in %.0f s", failures, wait)
         return None
     return run_cycle(ctx, verdict.reason, before_training)
 

@@ -42,6 +42,23 @@ def should_run(pending: list[Batch], *, requested_by: str | None, last_cycle_at:
     return TriggerVerdict(False, f"{new_rows} new train rows < trigger.min_new_rows {policy.min_new_rows}")
 
 
+def retry_wait(failures: int, last_failed_at: datetime | None, now: datetime, policy: TriggerSection) -> float:
+    """Seconds still to wait before retrying after `failures` failed cycles in a row (0: go): the
+    backoff doubles from `retry_backoff_seconds` up to `retry_backoff_max_seconds`, so an outage or a
+    poisonous batch costs a few tries an hour, not one every poll."""
+    if failures <= 0 or last_failed_at is None:
+        return 0.0
+    backoff = min(policy.retry_backoff_seconds * 2 ** (failures - 1), policy.retry_backoff_max_seconds)
+    return max(0.0, backoff - (now - last_failed_at).total_seconds())
+
+
+def failures_in_a_row(store: StateStore) -> tuple[int, datetime | None]:
+    """Failed cycles since the last decision, and when the last one failed."""
+    decided = store.last_event(events.DECISION)
+    failed = store.events(types=[events.CYCLE_FAILED], after_id=decided.id if decided else None)
+    return len(failed), (failed[-1].at if failed else None)
+
+
 def open_request(store: StateStore) -> str | None:
     """Who asked for the retrain that no cycle has started on yet (`retrain.requested` after the last
     `cycle.started`), or None. One rule for the cycle job and for the drift monitor, which must not

@@ -153,7 +153,9 @@ class StateStore:
             self.engine = sa.create_engine(url, connect_args={"timeout": 30})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
+            # connect_timeout: an unreachable server fails a probe in seconds, not at the TCP timeout.
+            args = {"connect_timeout": 5} if sa.engine.make_url(url).get_backend_name() == "postgresql" else {}
+            self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=args)
         self.revision = schema.ensure(self.engine, upgrade=False, refuse_behind=refuse_outdated)
 
     @property
@@ -224,12 +226,16 @@ class StateStore:
 
     # -- events ------------------------------------------------------------------------------
     def append(self, type: str, reason: str = "", *, version: str | None = None, batch_id: str | None = None,
-               actor: str = "daemon", payload: dict[str, Any] | None = None, now: datetime | None = None) -> Event:
+               actor: str = "daemon", payload: dict[str, Any] | None = None, now: datetime | None = None,
+               quiet: bool = False) -> Event:
+        """Append one event; it is logged as it is written, unless `quiet` (its line was written earlier,
+        when the store could not take it)."""
         entry = {"type": type, "reason": reason, "version": version, "batch_id": batch_id, "actor": actor,
                  "payload": payload}
         with self.engine.begin() as conn:
             event = _insert_event(conn, entry, now or utcnow())
-        _log_event(event)
+        if not quiet:
+            _log_event(event)
         return event
 
     def append_with_consume(self, entries: list[dict[str, Any]], batch_ids: list[str], cycle_id: str) -> list[Event]:

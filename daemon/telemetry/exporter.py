@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from daemon import events
 from daemon.context import Context
@@ -36,8 +36,12 @@ def make_sink(ctx: Context) -> WebhookSink | None:
 class Telemetry:
     """One per daemon: `refresh()` on a schedule, `start()`/`stop()` around the scheduler."""
 
-    def __init__(self, ctx: Context, metrics: Metrics | None = None) -> None:
+    def __init__(self, ctx: Context, metrics: Metrics | None = None,
+                 probe: Callable[[], dict[str, str]] | None = None) -> None:
+        """`probe`: the daemon's outage watch, so that a /readyz that finds a dependency gone or back
+        is also the moment its line is written; without it /readyz runs the checks itself."""
         self.ctx = ctx
+        self.probe = probe
         self.metrics = metrics or Metrics()
         self.sink = make_sink(ctx)
         self.server: HealthServer | None = None
@@ -100,7 +104,7 @@ class Telemetry:
         if not o.enabled:
             return None
         checks = {"state_store": self.ctx.store.ping, "mlflow": self.ctx.registry.ping}
-        server = HealthServer(self.metrics.registry, checks, host=o.host, port=o.port)
+        server = HealthServer(self.metrics.registry, checks, host=o.host, port=o.port, probe=self.probe)
         try:
             server.start()
         except OSError as exc:

@@ -109,17 +109,18 @@ class User:
 
 
 class MlflowServer:
-    """`mlflow server --app-name basic-auth` on PostgreSQL, artifacts proxied to a local folder."""
+    """`mlflow server --app-name basic-auth` on PostgreSQL, artifacts proxied to a local folder; or,
+    without `pg`, a plain server on SQLite (no auth), e.g. to bring MLflow back during an outage test."""
 
     ADMIN = User("admin", "admin-Secret-1")
 
-    def __init__(self, root: Path, pg: Postgres) -> None:
-        self.root, self.pg, self.port = root, pg, free_port()
+    def __init__(self, root: Path, pg: Postgres | None, port: int | None = None) -> None:
+        self.root, self.pg, self.port = root, pg, port or free_port()
         self.artifacts = root / "mlartifacts"
         self.log_path = root / "mlflow-server.log"
         self.process: subprocess.Popen | None = None
-        self.backend = pg.create_database("mlflow")
-        self.auth_db = pg.create_database("mlflow_auth")
+        self.backend = pg.create_database("mlflow") if pg else f"sqlite:///{root / 'mlflow.db'}"
+        self.auth_db = pg.create_database("mlflow_auth") if pg else None
 
     @property
     def url(self) -> str:
@@ -133,9 +134,10 @@ class MlflowServer:
                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
         env = dict(os.environ, MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key",
                    MLFLOW_AUTH_ADMIN_PASSWORD=self.ADMIN.password)
+        auth = ["--app-name", "basic-auth"] if self.auth_db else []
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [MLFLOW, "server", "--app-name", "basic-auth", "--backend-store-uri", self.backend,
+                [MLFLOW, "server", *auth, "--backend-store-uri", self.backend,
                  "--artifacts-destination", str(self.artifacts), "--host", "127.0.0.1", "--port", str(self.port),
                  "--workers", "1"],
                 cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

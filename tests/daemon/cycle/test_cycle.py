@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from daemon.config import load_settings
@@ -137,6 +139,12 @@ def test_a_failing_cycle_is_recorded_and_leaves_batches_pending(ctx, tmp_path, m
     assert "disk full" in failed.reason
     assert len(ctx.store.list_batches(pending=True)) == 1
     assert not any((ctx.settings.work_dir).glob("c*"))  # the half-trained candidate is gone
+    # Retried with backoff (trigger.retry_backoff_seconds, 30 s by default), not at every poll.
+    monkeypatch.undo()
+    assert maybe_run(ctx) is None
+    later = ctx.clock() + timedelta(seconds=31)
+    ctx.clock = lambda: later
+    assert maybe_run(ctx).outcome == "PROMOTE" and ctx.store.list_batches(pending=True) == []
 
 
 def test_reservoir_state_travels_with_each_version_and_distillation_runs(tmp_path, tiny_base):

@@ -36,3 +36,25 @@ def test_request_wins_and_too_few_test_rows_wait():
     assert run([], requested="alice").reason == "requested by alice"
     verdict = run([batch(500, n_test=5)])
     assert not verdict.run and "waiting for more data" in verdict.reason
+
+
+def test_failed_cycles_are_retried_with_a_doubling_backoff():
+    from daemon.cycle.trigger import retry_wait
+
+    policy = TriggerSection(retry_backoff_seconds=30, retry_backoff_max_seconds=100)
+    assert retry_wait(0, None, NOW, policy) == 0
+    assert retry_wait(1, NOW, NOW, policy) == 30 and retry_wait(1, NOW - timedelta(seconds=31), NOW, policy) == 0
+    assert retry_wait(2, NOW - timedelta(seconds=10), NOW, policy) == 50  # 60 s after the second failure
+    assert retry_wait(5, NOW, NOW, policy) == 100  # capped
+
+
+def test_failures_in_a_row_count_since_the_last_decision(store):
+    from daemon.cycle.trigger import failures_in_a_row
+
+    assert failures_in_a_row(store) == (0, None)
+    store.append("cycle.failed", "OperationalError: down")
+    store.append("decision", "PROMOTE: ok")
+    assert failures_in_a_row(store) == (0, None)
+    store.append("cycle.failed", "a")
+    last = store.append("cycle.failed", "b")
+    assert failures_in_a_row(store) == (2, last.at)
