@@ -84,6 +84,10 @@ class StoreSection(_Section):
     lock_wait_seconds: float = Field(
         30.0, ge=0, le=3600, description="How long promote/rollback/a cycle wait for another alias move to finish."
     )
+    lease_seconds: float = Field(
+        60.0, ge=3, le=3600, description="The leader's lease, renewed every third of it: a standby daemon on another "
+                                         "host takes over this long after the leader stopped renewing it (on the "
+                                         "same host, as soon as the leader's process is gone).")
 
 
 class LogSection(_Section):

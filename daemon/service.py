@@ -34,13 +34,15 @@ from daemon.telemetry.outages import STATE_STORE, Outages
 
 log = logging.getLogger(__name__)
 
-LEADER_TTL_SECONDS = 60
-HINT = "Only one daemon may run on a state folder: stop the other one, or give this one its own state_dir."
+HINT = ("Only one daemon may lead a state store: stop the other one, give this one its own store, or start it "
+        "with --standby to take over when the leader stops.")
 
 
 class Daemon:
-    def __init__(self, ctx: Context, demo_feed: Path | None = None) -> None:
+    def __init__(self, ctx: Context, demo_feed: Path | None = None, standby: bool = False) -> None:
         self.ctx = ctx
+        self.standby = standby
+        self.lease = ctx.settings.store.lease_seconds
         self.locks = Locks(ctx.store)
         self.demo_feed = demo_feed
         self._feed_finished = False
@@ -58,14 +60,37 @@ class Daemon:
 
     # -- start and stop ------------------------------------------------------------------------
     def start_up(self) -> None:
-        """Take the leader lock, then repair whatever a crash left half done."""
-        self.locks.acquire(DAEMON_LOCK, self.ctx.owner, LEADER_TTL_SECONDS, hint=HINT)
+        """Take the leader lock (a standby waits for it), then repair whatever a crash left half done."""
+        if self.standby:
+            self._wait_for_leadership()
+        else:
+            self.locks.acquire(DAEMON_LOCK, self.ctx.owner, self.lease, hint=HINT)
         self.ctx.store.upgrade(self.ctx.settings.legacy_rows_dir)  # a no-op at the newest schema
         for line in self.ctx.inbox.recover():
             log.warning("recovered: %s", line)
         self.ctx.keeper.reconcile()
         shutil.rmtree(self.ctx.settings.work_dir / "tmp", ignore_errors=True)
         self.ctx.store.append(events.DAEMON_STARTED, f"leader {self.ctx.owner}", actor=self.ctx.owner)
+
+    def _wait_for_leadership(self) -> None:
+        """`cltool run --standby`: wait, renewing nothing, until the leader's lease lapses (or, on this
+        host, its process is gone), then lead. Ctrl-C/SIGTERM while waiting stops the wait."""
+        said = None
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not self.locks.try_acquire(DAEMON_LOCK, self.ctx.owner, self.lease):
+                holder = self.locks.holder(DAEMON_LOCK)
+                if holder is not None and holder.owner != said:
+                    said = holder.owner
+                    log.info("standby: %s leads (lease until %s); taking over when it stops renewing it",
+                             holder.describe(), holder.expires_at.isoformat(timespec="seconds"))
+                if self.ctx.stop.wait(min(2.0, self.lease / 6)):
+                    raise StandbyStopped("stopped while waiting to lead")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if said is not None:
+            log.warning("standby: took over the lead from %s", said)
 
     def shut_down(self, why: str) -> None:
         self.ctx.store.append(events.DAEMON_STOPPED, why, actor=self.ctx.owner)
@@ -88,9 +113,13 @@ class Daemon:
             self.shut_down("run --once finished")
 
     def run_forever(self) -> None:
-        self.start_up()
+        try:
+            self.start_up()
+        except StandbyStopped:
+            log.info("standby: stopped before it led")
+            return
         trigger = self.ctx.settings.trigger
-        telemetry = self.telemetry = Telemetry(self.ctx, probe=self.outages.probe)
+        telemetry = self.telemetry = Telemetry(self.ctx, probe=lambda: self.outages.probe(quick=True))
         self.drift_monitor.notify = telemetry.notify
         telemetry.refresh()  # counters replayed from the log before the first scrape
         telemetry.start()  # its `observe.listening` event names the URLs
@@ -103,7 +132,7 @@ class Daemon:
         scheduler.add_listener(self._on_job_problem, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
         scheduler.add_job(self.poll_inbox, "interval", seconds=trigger.poll_seconds, id="inbox", next_run_time=_now())
         scheduler.add_job(self.cycle, "interval", seconds=max(trigger.poll_seconds, 2.0), id="cycle")
-        scheduler.add_job(self.heartbeat, "interval", seconds=LEADER_TTL_SECONDS / 3, id="heartbeat")
+        scheduler.add_job(self.heartbeat, "interval", seconds=self.lease / 3, id="heartbeat")
         scheduler.add_job(telemetry.refresh, "interval", seconds=self.ctx.settings.observe.refresh_seconds,
                           id="monitor")
         if self.demo_feed is not None:
@@ -168,7 +197,7 @@ class Daemon:
         """Probe the dependencies (one line when one goes or returns), then renew the leader lock."""
         if self.outages.probe().get(STATE_STORE) != "ok":
             return  # nothing to renew in; if the lease runs out meanwhile, renew() says so once it is back
-        if not self.locks.renew(DAEMON_LOCK, self.ctx.owner, LEADER_TTL_SECONDS):
+        if not self.locks.renew(DAEMON_LOCK, self.ctx.owner, self.lease):
             log.error("lost the leader lock (another process took it); stopping")
             self._on_signal(signal.SIGTERM, None)
 
@@ -214,6 +243,10 @@ class Daemon:
                                   payload={"job_id": event.job_id}, quiet=True)
         except Exception as exc:  # noqa: BLE001 - a listener must never raise into the scheduler
             log.debug("could not record the problem of job %s: %r", event.job_id, exc)
+
+
+class StandbyStopped(Exception):
+    """A standby was told to stop before it became the leader: nothing to shut down."""
 
 
 def _now() -> datetime:

@@ -76,14 +76,15 @@ class ModelRegistry:
 
     def ping(self, timeout: float = 2.0) -> None:
         """Raise RegistryUnavailable unless both the tracking and the registry store answer. A tracking
-        server is first asked its /health with `timeout`: MLflow's own client retries a refused
-        connection for minutes before it gives up."""
+        server is asked its /health with `timeout` (MLflow's own client retries a refused connection for
+        minutes before it gives up; and /health costs the server no password check); a database store
+        answers two queries."""
         if self.tracking_uri.startswith(("http://", "https://")):
             import urllib.request
 
             try:
                 with urllib.request.urlopen(self.tracking_uri.rstrip("/") + "/health", timeout=timeout):
-                    pass
+                    return
             except OSError as exc:
                 raise RegistryUnavailable(self.tracking_uri, exc) from exc
         try:

@@ -132,13 +132,21 @@ def init(folder: str, force: bool) -> None:
 @click.option("--demo-feed", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Demo: copy the files of this folder into the inbox one at a time, each after the last is learned.")
 @click.option("--json", "as_json", is_flag=True, help="With --once: print what happened as JSON.")
+@click.option("--standby", is_flag=True,
+              help="If another daemon leads this state store, wait and take over when it stops renewing its lease "
+                   "(store.lease_seconds) instead of refusing to start.")
 @click.pass_obj
 @_fail_cleanly
-def run(obj, once: bool, demo_feed: Path | None, as_json: bool) -> None:
-    """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it at a safe point)."""
+def run(obj, once: bool, demo_feed: Path | None, as_json: bool, standby: bool) -> None:
+    """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it at a safe point).
+
+    One daemon leads a state store at a time; on PostgreSQL, standbys on other hosts (`--standby`) wait
+    to take over and finish what the leader left half done."""
     from daemon.service import Daemon
 
-    daemon = Daemon(_context(obj, "daemon", refuse_outdated=False), demo_feed=demo_feed)
+    if standby and once:
+        raise click.UsageError("--standby waits to lead a long-running daemon; it does not go with --once")
+    daemon = Daemon(_context(obj, "daemon", refuse_outdated=False), demo_feed=demo_feed, standby=standby)
     if not once:
         daemon.run_forever()
         return

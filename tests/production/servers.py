@@ -131,7 +131,8 @@ class MlflowServer:
         ini = self.root / "basic_auth.ini"
         ini.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
                        f"database_uri = {self.auth_db}\nadmin_username = {self.ADMIN.name}\n"
-                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                       "auth_cache_ttl_seconds = 60\n")  # as deploy/mlflow.Dockerfile: no PBKDF2 per request
         env = dict(os.environ, MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key",
                    MLFLOW_AUTH_ADMIN_PASSWORD=self.ADMIN.password)
         auth = ["--app-name", "basic-auth"] if self.auth_db else []

@@ -86,3 +86,13 @@ def test_a_hung_check_is_reported_within_its_deadline():
     release.set()
     assert time.monotonic() - started < 5
     assert results == {"hung": "TimeoutError: no answer within 0.3 s", "fine": "ok"}
+
+
+def test_a_slow_answer_to_readyz_is_reported_but_is_not_an_outage(monkeypatch):
+    monkeypatch.setattr(Outages, "QUICK_SECONDS", 0.1)
+    written = []
+    outages = Outages({"state_store": lambda: None, "mlflow": lambda: time.sleep(0.5)},
+                      lambda type, reason="", **kw: written.append(type), lambda: datetime.now(timezone.utc))
+    assert outages.probe(quick=True)["mlflow"].startswith("TimeoutError")  # /readyz says not ready...
+    assert outages.down == {} and written == []  # ...but a busy server is not a lost one
+    assert outages.probe()["mlflow"] == "ok"
