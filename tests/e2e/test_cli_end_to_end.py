@@ -161,7 +161,7 @@ def test_second_daemon_refused_and_ctrl_c_stops_cleanly(env):
             time.sleep(1)
         second = cltool(env, "run", "--once", ok=False)
         assert second.returncode == 3
-        assert "Only one daemon may run on a state folder" in second.stderr
+        assert "Only one daemon may lead a state store" in second.stderr
         daemon.send_signal(signal.SIGINT)
         _out, err = daemon.communicate(timeout=120)
     finally:
