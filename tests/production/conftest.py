@@ -3,25 +3,15 @@ these tests skip, unless CLTOOL_REQUIRE_TOPOLOGY=1 (as CI sets it): then they fa
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.production.servers import MlflowServer, Postgres, available
+from tests.production.servers import MlflowServer, running_postgres
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
-    why = available()
-    if why:
-        if os.environ.get("CLTOOL_REQUIRE_TOPOLOGY") == "1":
-            pytest.fail(f"CLTOOL_REQUIRE_TOPOLOGY=1 but {why}")
-        pytest.skip(why)
-    pg = Postgres()
-    try:
-        yield pg.init()
-    finally:
-        pg.remove()
+def postgres():
+    with running_postgres() as pg:
+        yield pg
 
 
 @pytest.fixture(scope="session")

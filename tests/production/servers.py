@@ -20,8 +20,10 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 PG_BIN = Path(os.environ.get("CLTOOL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "cltool-pg"
@@ -44,6 +46,40 @@ def available() -> str | None:
         except KeyError:
             return f"running as root and cannot create the unprivileged user {PG_USER} (no useradd)"
     return None
+
+
+def require() -> None:
+    """Skip the calling test when the topology cannot start here; fail instead under
+    CLTOOL_REQUIRE_TOPOLOGY=1 (CI), where a skip would hide that nothing production-shaped ran."""
+    import pytest
+
+    why = available()
+    if why:
+        if os.environ.get("CLTOOL_REQUIRE_TOPOLOGY") == "1":
+            pytest.fail(f"CLTOOL_REQUIRE_TOPOLOGY=1 but {why}")
+        pytest.skip(why)
+
+
+@contextmanager
+def running_postgres() -> Iterator["Postgres"]:
+    """A fresh PostgreSQL for the `with` block (the test skips or fails first where none can start)."""
+    require()
+    pg = Postgres()
+    try:
+        yield pg.init()
+    finally:
+        pg.remove()
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
+    """Poll `predicate` until it returns something true (returned), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _pg_user() -> str | None:

@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.production.servers import MlflowServer, Postgres, available, free_port
+from tests.production.servers import (
+    MlflowServer,
+    free_port,
+    running_postgres,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +31,8 @@ CLTOOL = str(Path(sys.executable).parent / "cltool")
 @pytest.fixture
 def own_postgres():
     """A PostgreSQL of this test's own: stopping it must not take the session's MLflow server down."""
-    why = available()
-    if why:
-        if os.environ.get("CLTOOL_REQUIRE_TOPOLOGY") == "1":
-            pytest.fail(f"CLTOOL_REQUIRE_TOPOLOGY=1 but {why}")
-        pytest.skip(why)
-    pg = Postgres()
-    try:
-        yield pg.init()
-    finally:
-        pg.remove()
+    with running_postgres() as pg:
+        yield pg
 
 
 def readyz(url: str) -> tuple[int, dict, float]:
@@ -46,16 +43,6 @@ def readyz(url: str) -> tuple[int, dict, float]:
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read()
     return status, json.loads(body), time.monotonic() - started
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_the_daemon_rides_out_a_database_and_an_mlflow_outage(own_postgres, tmp_path):

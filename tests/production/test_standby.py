@@ -11,14 +11,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.production.test_topology import LABELS, toy_rows
 from retrain.modeling import build_tiny_model
+from tests.production.servers import wait_for
+from tests.production.test_topology import LABELS, toy_rows
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +41,6 @@ def events(url: str, *types: str) -> list[dict]:
         rows = conn.execute(sa.text("SELECT type, actor, reason, payload, version FROM events ORDER BY id")).mappings().all()
     engine.dispose()
     return [dict(r, payload=json.loads(r["payload"])) for r in rows if not types or r["type"] in types]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_a_standby_on_another_host_takes_over_from_a_killed_leader(postgres, mlflow_server, cltool_user, tmp_path):
