@@ -30,6 +30,12 @@ PG_USER = "cltool-pg"
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
 
+def clean_environ() -> dict[str, str]:
+    """os.environ without MLflow's URI variables: in-process tests earlier in the session set them
+    (mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI), and a child must get only the URIs it is given."""
+    return {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,7 +5,6 @@ back, no traceback storm; the events are in the log once the store is back."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 from tests.production.servers import (
     MlflowServer,
+    clean_environ,
     free_port,
     running_postgres,
     wait_for,
@@ -47,7 +47,7 @@ def readyz(url: str) -> tuple[int, dict, float]:
 
 def test_the_daemon_rides_out_a_database_and_an_mlflow_outage(own_postgres, tmp_path):
     mlflow_port = free_port()
-    env = dict(os.environ, CLTOOL_STORE__URL=own_postgres.create_database("cltool"),
+    env = dict(clean_environ(), CLTOOL_STORE__URL=own_postgres.create_database("cltool"),
                CLTOOL_MLFLOW__TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",  # nothing listens there yet
                CLTOOL_OBSERVE__PORT="0", CLTOOL_TRIGGER__POLL_SECONDS="1")
     args = [CLTOOL, "--state-dir", str(tmp_path / "state"), "--inbox-dir", str(tmp_path / "inbox")]

@@ -6,7 +6,6 @@ lapses, and finishes the interrupted work: the batch is decided once. Two state 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from retrain.modeling import build_tiny_model
-from tests.production.servers import wait_for
+from tests.production.servers import clean_environ, wait_for
 from tests.production.test_topology import LABELS, toy_rows
 
 pytestmark = pytest.mark.integration
@@ -46,7 +45,7 @@ def events(url: str, *types: str) -> list[dict]:
 def test_a_standby_on_another_host_takes_over_from_a_killed_leader(postgres, mlflow_server, cltool_user, tmp_path):
     base = build_tiny_model(tmp_path / "tiny", LABELS)
     url = postgres.create_database("cltool_standby")
-    env = dict(os.environ, **cltool_user.env(), CLTOOL_STORE__URL=url, CLTOOL_STORE__LEASE_SECONDS=str(LEASE),
+    env = dict(clean_environ(), **cltool_user.env(), CLTOOL_STORE__URL=url, CLTOOL_STORE__LEASE_SECONDS=str(LEASE),
                CLTOOL_MLFLOW__TRACKING_URI=mlflow_server.url, CLTOOL_MLFLOW__MODEL_NAME="standby-sentiment",
                CLTOOL_MLFLOW__EXPERIMENT="standby", CLTOOL_MODEL__BASE=str(base), CLTOOL_MODEL__MAX_LENGTH="16",
                CLTOOL_TRAIN__EPOCHS="10", CLTOOL_TRAIN__BATCH_SIZE="16", CLTOOL_TRAIN__LEARNING_RATE="0.002",
