@@ -13,6 +13,7 @@ all); on SQLite by taking its write lock (BEGIN IMMEDIATE) for the migration's t
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,32 +51,35 @@ def _config(connection: sa.Connection | None = None, rows_dir: Path | None = Non
     return config
 
 
-def head() -> str:
+@functools.cache
+def _scripts():
+    """The migration scripts, read from disk once per process (every store open asks for the head)."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return ScriptDirectory.from_config(_config())
+
+
+def head() -> str:
+    return _scripts().get_current_head()
 
 
 def _known() -> set[str]:
-    from alembic.script import ScriptDirectory
-
-    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+    return {script.revision for script in _scripts().walk_revisions()}
 
 
-def _current(connection: sa.Connection) -> str | None:
+def _current(connection: sa.Connection) -> tuple[str | None, bool]:
+    """(revision, stamped): a store made before migrations has the baseline's tables and no stamp."""
     from alembic.runtime.migration import MigrationContext
 
     found = MigrationContext.configure(connection).get_current_revision()
     if found is None and sa.inspect(connection).has_table("batches"):
-        return BASELINE + "?"  # made before migrations: the baseline schema, not stamped yet
-    return found
+        return BASELINE, False
+    return found, True
 
 
 def revision(engine: sa.Engine) -> Revision:
-    """`current` is BASELINE for a store made before migrations (not stamped yet)."""
     with engine.connect() as conn:
-        found = _current(conn)
-    return Revision(found.rstrip("?") if found else None, head())
+        return Revision(_current(conn)[0], head())
 
 
 @contextmanager
@@ -114,9 +118,9 @@ def ensure(engine: sa.Engine, *, upgrade: bool, refuse_behind: bool = True, rows
             return state
         raise SchemaOutdatedError(engine.url.render_as_string(hide_password=True), state.current, state.head)
     with _exclusive(engine) as conn:
-        current = _current(conn)  # again, under the lock: another process may have done it meanwhile
+        current, stamped = _current(conn)  # again, under the lock: another process may have done it meanwhile
         config = _config(conn, rows_dir)
-        if current == BASELINE + "?":
+        if not stamped:
             command.stamp(config, BASELINE)
             log.info("state store made before migrations: stamped at revision %s", BASELINE)
             current = BASELINE

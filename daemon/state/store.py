@@ -19,8 +19,8 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from daemon.events import DEBUG as DEBUG_EVENTS
-from daemon.state import schema
 from daemon.events import WARNINGS as WARNING_EVENTS
+from daemon.state import schema
 
 log = logging.getLogger(__name__)
 

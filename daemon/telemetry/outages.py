@@ -99,11 +99,13 @@ class Outages:
         return results
 
     def explains(self, exc: BaseException) -> bool:
-        """True when `exc` is an outage error and a probe now finds a dependency down (its line is
-        already written): the caller then says nothing more about it."""
+        """True when `exc` is an outage error and a dependency is down (its line is already written):
+        the caller then says nothing more about it. Probes only when no outage is known yet, so a job
+        failing every poll during an outage does not run a probe each time."""
         if not is_outage_error(exc):
             return False
-        self.probe()
+        if not self.down:
+            self.probe()
         return bool(self.down)
 
     def _went_down(self, name: str, error: str, store_up: bool) -> None:

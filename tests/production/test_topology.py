@@ -15,19 +15,19 @@ import pandas as pd
 import pytest
 
 from retrain.modeling import build_tiny_model
+from tests.daemon.cycle.test_cycle import LABELS
+from tests.daemon.cycle.test_cycle import toy_rows as cycle_rows
 from tests.production.servers import clean_environ
 
 pytestmark = pytest.mark.integration
 
 CLTOOL = str(Path(sys.executable).parent / "cltool")
-LABELS = ["negative", "neutral", "positive"]
 MODEL = "prod-sentiment"
 
 
 def toy_rows(n: int, start: int = 0) -> pd.DataFrame:
-    words = {"negative": "plunge loss", "neutral": "meeting held", "positive": "soar profit"}
-    return pd.DataFrame([(f"{words[LABELS[i % 3]]} item {i}", LABELS[i % 3]) for i in range(start, start + n)],
-                        columns=["text", "label"])
+    """The cycle tests' toy rows (a tiny model learns them in seconds), as a frame to write out."""
+    return pd.DataFrame(cycle_rows(n, start), columns=["text", "label"])
 
 
 @pytest.fixture(scope="module")
