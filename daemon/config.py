@@ -62,6 +62,9 @@ class InboxSection(_Section):
         "reject_file", description="A file with some bad rows: quarantine all of it, or keep its good rows."
     )
     max_text_chars: int = Field(20000, ge=1, description="Texts longer than this are bad rows.")
+    conflicting_labels: Literal["reject", "allow"] = Field(
+        "reject", description="The same text with two different labels, within a file or against a recorded row: "
+                              "'reject' makes the new rows bad rows (then bad_rows decides), 'allow' keeps both.")
 
 
 class MlflowSection(_Section):

@@ -57,9 +57,12 @@ DRIFT_EVENTS = (DRIFT_SCORED, DRIFT_SKIPPED, DRIFT_ALERT_OPENED, DRIFT_ALERT_CLO
 DEPENDENCY_LOST = "dependency.lost"
 DEPENDENCY_RESTORED = "dependency.restored"
 
+# `cltool fsck --repair` (or the daemon at start-up) put something right; the payload says what and why.
+FSCK_REPAIRED = "fsck.repaired"
+
 # Bookkeeping an operator does not need in the log (`cltool status` and `history --all` show it).
 DEBUG = frozenset({CYCLE_PHASE})
 
 # Events an operator must notice: logged at WARNING (every event is logged once, when it is written).
 WARNINGS = frozenset({INGEST_QUARANTINED, CYCLE_FAILED, CYCLE_ABORTED, JOB_FAILED, JOB_MISSED, OBSERVE_FAILED,
-                      ROLLBACK, DRIFT_ALERT_OPENED, DEPENDENCY_LOST})
+                      ROLLBACK, DRIFT_ALERT_OPENED, DEPENDENCY_LOST, FSCK_REPAIRED})

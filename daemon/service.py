@@ -24,6 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from daemon import events
 from daemon.context import Context
+from daemon.fsck import CRASH_REPAIRS, fsck
 from daemon.cycle.run import CycleAborted, awaiting_data, maybe_run
 from daemon.ingest.validate import FORMATS
 from daemon.monitoring import probation
@@ -69,6 +70,8 @@ class Daemon:
         for line in self.ctx.inbox.recover():
             log.warning("recovered: %s", line)
         self.ctx.keeper.reconcile()
+        # What a crash can leave besides: an interrupted cycle, its undecided version, a missing event.
+        fsck(self.ctx, repair=True, only=CRASH_REPAIRS, me=self.ctx.owner)
         shutil.rmtree(self.ctx.settings.work_dir / "tmp", ignore_errors=True)
         self.ctx.store.append(events.DAEMON_STARTED, f"leader {self.ctx.owner}", actor=self.ctx.owner)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,12 @@ class ModelRegistry:
         version = self.get_version(version).version  # a clear error for an unknown version
         self._connect().set_registered_model_alias(self.model_name, alias, version)
 
+    def clear_alias(self, alias: str) -> None:
+        """Remove `alias` (nothing to do when no version holds it)."""
+        self._check_alias(alias)
+        if alias in self._alias_map():
+            self._connect().delete_registered_model_alias(self.model_name, alias)
+
     def mark_challenger(self, version: str) -> None:
         """A rejected or not-yet-decided candidate: kept visible in the UI beside the champion."""
         self.set_alias("challenger", version)
@@ -289,7 +295,7 @@ class ModelRegistry:
             for key, value in tags_for_mlflow(tags).items():
                 client.set_tag(info.run_id, key, value)
 
-    def delete_weights(self, version: str, note: str) -> None:
+    def delete_weights(self, version: str, note: str, after_files: Callable[[], None] | None = None) -> None:
         """Delete a version's model files (its MLflow LoggedModel's artifacts) and tag it `cltool.pruned`
         with `note`. Its registry entry, run, params, metrics and reports stay, so it can still be
         reviewed; it can no longer be downloaded, served or promoted. Refused while an alias points at it.
@@ -307,8 +313,29 @@ class ModelRegistry:
         client = self._connect()
         location = client.get_logged_model(info.source.removeprefix("models:/")).artifact_location
         get_artifact_repository(location).delete_artifacts()
+        if after_files is not None:  # a crash test's hook between the two steps
+            after_files()
         client.set_model_version_tag(self.model_name, info.version, self.PRUNED_TAG, note)
         log.info("deleted the weights of %s version %s (%s)", self.model_name, info.version, note)
+
+    def has_weights(self, version: str) -> bool:
+        """Whether the version's model files are in the artifact store (not pruned, not lost)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        info = self.get_version(version)
+        if self.PRUNED_TAG in info.tags or not info.source.startswith("models:/m-"):
+            return False
+        location = self._connect().get_logged_model(info.source.removeprefix("models:/")).artifact_location
+        return any(True for _ in get_artifact_repository(location).list_artifacts())
+
+    def delete_version(self, version: str) -> None:
+        """Remove a registered version that holds no alias (an orphan no decision names: `cltool fsck
+        --repair`). Its MLflow run, metrics and reports stay."""
+        info = self.get_version(version)
+        if info.aliases:
+            raise WeightsKeptError(self.model_name, info.version, f"it is the {' and '.join(info.aliases)}")
+        self._connect().delete_model_version(self.model_name, info.version)
+        log.info("deleted %s version %s from the registry", self.model_name, info.version)
 
     def download_model(self, version: str, dst: Path) -> Path:
         """A folder with config, safetensors weights and tokenizer, ready for from_pretrained."""

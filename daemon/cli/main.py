@@ -273,6 +273,28 @@ def history(obj, as_json: bool, limit: int, types: tuple[str, ...], show_all: bo
 
 
 @cli.command()
+@click.option("--repair", is_flag=True, help="Fix what the event log can decide, and record each fix as an event "
+                                            "(refused while a daemon leads this state).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def fsck(obj, repair: bool, as_json: bool) -> None:
+    """Check the stores against each other: every file recorded once, ledger = stored rows, every consumed
+    batch decided once, no interrupted cycle or undecided version, no open alias intent, MLflow's aliases =
+    the event log's last moves (champion a promoted version), every alias holder has its weights.
+    Exit 0 when all hold (after --repair: when what is left holds), 1 with the list when not."""
+    from daemon.fsck import fsck as check
+
+    ctx = _context(obj)
+    found = check(ctx, repair=repair, me=ctx.owner)
+    lines = [("repaired " if p in found.repaired else "") + p.line() for p in found.problems]
+    verdict = "clean" if found.clean else f"{len([p for p in found.problems if p not in found.repaired])} problem(s)"
+    _emit(found.to_dict(), as_json, "\n".join([*lines, f"fsck: {verdict} ({', '.join(found.checked)} checked)"]))
+    if not found.clean:
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("version")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from daemon import events
+from daemon import events, failpoints
 from daemon.context import Context
 from daemon.cycle import continual, evidence
 from daemon.cycle.report import describe, metrics_of
@@ -137,6 +137,7 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     _enter(ctx, cycle_id, "training")
     result = fine_tune(init, update.train_rows, update.val_rows, s.labels, work, s.train,
                        max_length=s.model.max_length, should_stop=ctx.stop.is_set)
+    failpoints.hit("cycle.after_training")
     _enter(ctx, cycle_id, "evaluation")
 
     regression = evidence.stratified_cap(evidence.split(past, "test"), s.gate.regression_max_rows, s.train.seed)
@@ -179,6 +180,7 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
         files=review.files, description=describe(decision, summaries, champion.version if champion else None, lineage),
         input_example=fresh["text"].head(2).tolist(), datasets=review.datasets,
     ).version
+    failpoints.hit("cycle.after_registration")  # an undecided version: the restart removes it (daemon/repair.py)
     return _record(ctx, cycle_id, pending, decision, version, champion.version if champion else None, metrics)
 
 
@@ -207,7 +209,9 @@ def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against,
         # batches stay pending, so the next cycle retrains on them plus whatever arrives next.
         batch_ids = [b.batch_id for b in pending] if outcome != "WAIT" else []
         _decision, intent = ctx.store.append_with_consume(entries, batch_ids, cycle_id)
+        failpoints.hit("cycle.after_decision")  # an open alias intent: reconcile() finishes it
         keeper.apply(intent)
+    failpoints.hit("cycle.before_finished")
     ctx.store.append(events.CYCLE_FINISHED, outcome, version=version, payload={"cycle_id": cycle_id})
     keep = {v for v in (keeper.alias_version("champion"), keeper.alias_version("previous_champion")) if v}
     ctx.models.prune(keep)

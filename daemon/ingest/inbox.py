@@ -12,21 +12,25 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from daemon import events
+from daemon import events, failpoints
 from daemon.config import Settings
-from daemon.ingest.validate import FORMATS, Judgement, file_checksum, judge
+from daemon.ingest.validate import FORMATS, Judgement, RowError, conflict_expected, file_checksum, judge, other_labels
 from daemon.state.store import Batch, StateStore, utcnow
 
 log = logging.getLogger(__name__)
 
 CLAIMED = ".claimed"
 MAX_ERRORS_IN_REASON = 50
+# File names are kept under this many bytes: quarantine and archive add a 40-byte stamp and ".reason.json",
+# and most filesystems allow 255.
+NAME_BYTES = 180
 
 
 @dataclass(frozen=True)
@@ -49,25 +53,39 @@ class Inbox:
         self.settings, self.store, self.clock, self.actor = settings, store, clock, actor
         self.settle_seconds = settle_seconds  # a file younger than this may still be being written
         self.claimed_dir = settings.inbox_dir / CLAIMED
+        self._ignored: set[str] = set()  # entries that are not files, each logged once
         for folder in (settings.inbox_dir, self.claimed_dir, settings.quarantine_dir,
                        settings.archive_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
     # -- finding and claiming -----------------------------------------------------------------
     def waiting(self) -> list[Path]:
-        """Files ready to take, oldest first; hidden, temporary and still-growing files wait."""
+        """Files ready to take, oldest first; hidden, temporary and still-growing files wait.
+
+        Nothing is followed or opened here: a symbolic link is taken as a link (and refused when it is
+        processed), and a directory, FIFO, socket or device is left where it is, with one warning."""
         now = time.time()
         ready = []
         for path in self.settings.inbox_dir.iterdir():
-            if not path.is_file() or path.name.startswith(".") or path.suffix.lower() in {".tmp", ".part"}:
+            if path.name.startswith(".") or path.suffix.lower() in {".tmp", ".part"}:
                 continue
-            if now - path.stat().st_mtime < self.settle_seconds:
+            try:
+                info = path.lstat()
+            except FileNotFoundError:  # taken by another poller meanwhile
                 continue
-            ready.append(path)
-        return sorted(ready, key=lambda p: (p.stat().st_mtime, p.name))
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+                if path.name not in self._ignored:
+                    self._ignored.add(path.name)
+                    log.warning("inbox: %s is not a file (%s): left where it is, not read", path.name,
+                                _kind_of(info.st_mode))
+                continue
+            if now - info.st_mtime < self.settle_seconds:
+                continue
+            ready.append((info.st_mtime, path.name, path))
+        return [path for _mtime, _name, path in sorted(ready)]
 
     def claim(self, path: Path) -> Path | None:
-        target = self.claimed_dir / path.name
+        target = self.claimed_dir / safe_name(path.name)
         try:
             os.replace(path, target)  # atomic: of two pollers, exactly one gets the file
         except FileNotFoundError:
@@ -79,6 +97,7 @@ class Inbox:
         for path in self.waiting():
             claimed = self.claim(path)
             if claimed is not None:
+                failpoints.hit("ingest.after_claim")
                 results.append(self.process(claimed))
         return results
 
@@ -94,6 +113,9 @@ class Inbox:
 
     # -- processing ----------------------------------------------------------------------------
     def process(self, claimed: Path) -> IngestResult:
+        if claimed.is_symlink():  # never followed: its target is neither read nor moved
+            return self._quarantine(claimed, "", Judgement(), f"a symbolic link (to {os.readlink(claimed)!r}): "
+                                    "cltool does not follow links out of the inbox; its target was not read")
         checksum = file_checksum(claimed)
         existing = self.store.batch_by_checksum(checksum)
         if existing is not None:
@@ -104,13 +126,16 @@ class Inbox:
             return IngestResult(claimed.name, "duplicate", existing, reason)
 
         settings = self.settings
-        judgement = judge(claimed, settings.labels, settings.label_aliases, settings.inbox.max_text_chars)
+        judgement = judge(claimed, settings.labels, settings.label_aliases, settings.inbox.max_text_chars,
+                          conflicts=settings.inbox.conflicting_labels)
         if judgement.file_problem is None and len(judgement.accepted):
             known = self.store.known_hashes(judgement.accepted["row_hash"].tolist())
             if known:
                 before = len(judgement.accepted)
                 judgement.accepted = judgement.accepted[~judgement.accepted["row_hash"].isin(known)]
                 judgement.duplicates += before - len(judgement.accepted)
+            if settings.inbox.conflicting_labels == "reject":
+                self._drop_conflicts_with_history(judgement)
         reject = judgement.file_problem or (
             judgement.errors and settings.inbox.bad_rows == "reject_file" and _summary(judgement))
         if reject:
@@ -123,9 +148,32 @@ class Inbox:
             return IngestResult(claimed.name, "duplicate", None, reason)
         return self._record(claimed, checksum, judgement)
 
+    def _drop_conflicts_with_history(self, judgement: Judgement) -> None:
+        """A new row whose text is recorded with another label becomes a bad row (the recorded one stays)."""
+        accepted = judgement.accepted
+        if accepted.empty:
+            return
+        alternates = {}  # row hash of (text, other label) -> (position in accepted, other label)
+        for position, (text, label) in enumerate(zip(accepted["text"], accepted["label"])):
+            for row_hash, other in other_labels(text, label, self.settings.labels).items():
+                alternates[row_hash] = (position, other)
+        found = self.store.known_hashes(list(alternates))
+        if not found:
+            return
+        bad = {}
+        for row_hash in found:
+            position, other = alternates[row_hash]
+            bad.setdefault(position, other)
+        for position, other in bad.items():
+            row = accepted.iloc[position]
+            judgement.errors.append(RowError(int(row["file_row"]), "label", row["label"],
+                                             conflict_expected(other, "a recorded row")))
+        judgement.errors.sort(key=lambda error: error.row)
+        judgement.accepted = accepted.drop(index=accepted.index[sorted(bad)])
+
     def _record(self, claimed: Path, checksum: str, judgement: Judgement) -> IngestResult:
         batch_id = f"{self._stamp()}-{checksum[:8]}"
-        rows = judgement.accepted
+        rows = judgement.accepted.drop(columns=["file_row"])
         splits = rows["split"].value_counts().to_dict()
         record = {
             "batch_id": batch_id, "file_name": claimed.name, "checksum": checksum, "received_at": self.clock(),
@@ -134,22 +182,27 @@ class Inbox:
             "n_val": int(splits.get("val", 0)), "n_test": int(splits.get("test", 0)),
             "label_counts": {k: int(v) for k, v in rows["label"].value_counts().sort_index().items()},
         }
-        batch = self.store.add_batch(record, rows.astype(object).where(rows.notna(), None).to_dict("records"))
         if judgement.errors:  # drop_rows policy: the dropped rows are kept, with their reasons
-            self._write_reason(self.settings.quarantine_dir / f"{batch_id}-{claimed.name}.dropped", claimed.name,
-                               checksum, f"{len(judgement.errors)} bad rows dropped (inbox.bad_rows = drop_rows)",
-                               judgement)
+            self._write_reason(self.settings.quarantine_dir / safe_name(f"{batch_id}-{claimed.name}.dropped"),
+                               claimed.name, checksum,
+                               f"{len(judgement.errors)} bad rows dropped (inbox.bad_rows = drop_rows)", judgement)
+        summary = (f"{record['rows_accepted']} rows accepted (train {record['n_train']}, val {record['n_val']}, "
+                   f"test {record['n_test']}); {record['rows_duplicate']} duplicates, {record['rows_bad']} bad")
+        event = {"type": events.INGEST_ACCEPTED, "reason": summary, "actor": self.actor,
+                 "payload": {"file": claimed.name, "checksum": checksum, "label_counts": record["label_counts"]}}
+        # The ledger row, the rows and the event are one transaction; the file is archived after it, and a
+        # crash in between is finished by recover() (a claimed file already in the ledger is archived).
+        batch = self.store.add_batch(record, rows.astype(object).where(rows.notna(), None).to_dict("records"), event)
+        failpoints.hit("ingest.after_record")
         self._archive(claimed, f"{batch_id}-{claimed.name}")
-        summary = (f"{batch.rows_accepted} rows accepted (train {batch.n_train}, val {batch.n_val}, "
-                   f"test {batch.n_test}); {batch.rows_duplicate} duplicates, {batch.rows_bad} bad")
-        self.store.append(events.INGEST_ACCEPTED, summary, batch_id=batch_id, actor=self.actor,
-                          payload={"file": claimed.name, "checksum": checksum, "label_counts": batch.label_counts})
+        failpoints.hit("ingest.after_archive")
         return IngestResult(claimed.name, "accepted", batch, summary)
 
     def _quarantine(self, claimed: Path, checksum: str, judgement: Judgement, reason: str) -> IngestResult:
-        target = self.settings.quarantine_dir / f"{self._stamp()}-{claimed.name}"
+        target = self.settings.quarantine_dir / safe_name(f"{self._stamp()}-{claimed.name}")
         self._write_reason(target, claimed.name, checksum, reason, judgement)
         os.replace(claimed, target)  # the reason file is written first: a quarantined file always has one
+        failpoints.hit("ingest.before_quarantine_event")  # fsck --repair writes a missing event
         self.store.append(events.INGEST_QUARANTINED, reason, actor=self.actor, payload={"file": claimed.name, "checksum": checksum,
                                                                   "path": str(target)})
         return IngestResult(claimed.name, "quarantined", None, reason, target)
@@ -170,6 +223,7 @@ class Inbox:
 
     def _archive(self, claimed: Path, relative: str) -> None:
         target = self.settings.archive_dir / relative
+        target = target.with_name(safe_name(target.name))
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(claimed, target)
 
@@ -184,6 +238,12 @@ class Inbox:
             if path.name.startswith("."):  # a half-copied `cltool ingest` staging file
                 path.unlink(missing_ok=True)
                 continue
+            if path.is_symlink():  # refused as in a normal pass, never followed
+                self.process(path)
+                done.append(f"{path.name}: a symbolic link, quarantined")
+                continue
+            if not path.is_file():
+                continue
             batch = self.store.batch_by_checksum(file_checksum(path))
             if batch is not None:
                 self._archive(path, f"{batch.batch_id}-{path.name}")
@@ -197,6 +257,28 @@ class Inbox:
         for line in done:
             log.warning("recover: %s", line)
         return done
+
+
+def safe_name(name: str, limit: int = NAME_BYTES) -> str:
+    """`name` as every folder and both stores can take it: UTF-8 (undecodable bytes spelled as \\xNN), no
+    control characters, at most `limit` bytes with its suffix kept (the folders add a stamp to it)."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = "".join("_" if ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in text)
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    suffix = "".join(Path(text).suffixes[-2:])[-16:]
+    stem = text[: len(text) - len(suffix)] if suffix else text
+    while len((stem + "~" + suffix).encode("utf-8")) > limit:
+        stem = stem[:-1]
+    return stem + "~" + suffix
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def _summary(judgement: Judgement) -> str:

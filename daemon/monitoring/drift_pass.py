@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from daemon import events
+from daemon import events, failpoints
 from daemon.context import Context
 from daemon.cycle.trigger import open_request
 from daemon.drift import Hysteresis, severity
@@ -129,13 +129,21 @@ class DriftMonitor:
                    "skipped": skipped, "hysteresis": states, "seconds": round(time.monotonic() - started, 3)}
         if outputs is not None:
             payload["mean_confidence"] = float(outputs.confidence.mean())
-        event = store.append(SCORED, _summary(entries), version=version, batch_id=batch.batch_id, payload=payload)
-        self._alerts(batch, version, transitions)
+        # The verdict, the alerts it opens or closes and the retrain it asks for are one transaction: a
+        # crash cannot leave a batch scored (so never scored again) with its alert transition unwritten.
+        scored = {"type": SCORED, "reason": _summary(entries), "version": version, "batch_id": batch.batch_id,
+                  "payload": payload}
+        event, *alerts = store.append_all([scored, *self._alerts(batch, version, transitions)])
+        failpoints.hit("drift.after_scored")  # the webhook is told after the commit: at most once
+        for alert in alerts:
+            if alert.type in (OPENED, CLOSED) and self.notify is not None:
+                self._notify(alert)
         return event
 
-    def _alerts(self, batch: Batch, version: str | None, transitions: list[dict[str, Any]]) -> None:
-        s, store = self.ctx.settings, self.ctx.store
-        opened = []
+    def _alerts(self, batch: Batch, version: str | None, transitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The alert events (and the retrain request) of this batch's transitions, to be written with its verdict."""
+        s = self.ctx.settings
+        entries, opened = [], []
         for entry in transitions:
             kind = OPENED if entry["transition"] == "opened" else CLOSED
             k = s.drift.open_after if kind == OPENED else s.drift.close_after
@@ -145,18 +153,22 @@ class DriftMonitor:
             fields = {"detector": entry["detector"], "severity": entry["severity"] if kind == OPENED else "resolved",
                       "score": entry["score"], "threshold": entry["threshold"], "p_value": entry["p_value"],
                       "file": batch.file_name}
-            event = store.append(kind, reason, version=version, batch_id=batch.batch_id, payload=fields)
+            entries.append({"type": kind, "reason": reason, "version": version, "batch_id": batch.batch_id,
+                            "payload": fields})
             if kind == OPENED:
                 opened.append(entry["detector"])
-            if self.notify is not None:
-                icon = ":rotating_light:" if kind == OPENED else ":white_check_mark:"
-                self.notify({"event": kind, **fields, "batch_id": batch.batch_id, "champion_version": version,
-                             "at": event.at.isoformat(),
-                             "text": f"{icon} cltool drift alert {'OPENED' if kind == OPENED else 'closed'} "
-                                     f"[{fields['severity']}]: {reason}. Details: `cltool drift`."})
         if opened and s.drift.trigger_retrain and open_request(self.ctx.store) is None:
-            store.append(events.RETRAIN_REQUESTED, f"drift alert opened: {', '.join(opened)} on batch {batch.batch_id}",
-                         batch_id=batch.batch_id, actor=DRIFT_ACTOR)
+            entries.append({"type": events.RETRAIN_REQUESTED, "batch_id": batch.batch_id, "actor": DRIFT_ACTOR,
+                            "reason": f"drift alert opened: {', '.join(opened)} on batch {batch.batch_id}"})
+        return entries
+
+    def _notify(self, alert: Event) -> None:
+        fields, opened = alert.payload, alert.type == OPENED
+        icon = ":rotating_light:" if opened else ":white_check_mark:"
+        self.notify({"event": alert.type, **fields, "batch_id": alert.batch_id, "champion_version": alert.version,
+                     "at": alert.at.isoformat(),
+                     "text": f"{icon} cltool drift alert {'OPENED' if opened else 'closed'} "
+                             f"[{fields['severity']}]: {alert.reason}. Details: `cltool drift`."})
 
     def _skip(self, batch: Batch, why: str) -> Event:
         return self.ctx.store.append(SKIPPED, why, batch_id=batch.batch_id, payload={"file": batch.file_name})

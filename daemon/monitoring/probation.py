@@ -11,10 +11,10 @@ Everything it sees and decides is in the event log (`watch.scored`, `watch.passe
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from daemon import events
+from daemon import events, failpoints
 from daemon.context import Context
 from daemon.cycle import evidence
 from daemon.promotion.aliases import AUTO_ROLLBACK_ACTOR
@@ -69,10 +69,14 @@ def check(ctx: Context) -> WatchVerdict | None:
     seen = {e.batch_id for e in scored}
     accepted = [e.batch_id for e in ctx.store.events(types=[events.INGEST_ACCEPTED], after_id=opened.id)]
     new = [ctx.store.batch(batch_id) for batch_id in accepted if batch_id not in seen]
-    if not new or ctx.keeper.alias_version("champion") != opened.version:
-        return None  # nothing new, or the champion was moved outside cltool: no probation to judge
-    champion, previous = opened.version, opened.payload["from"]
     watch = ctx.settings.watch
+    # A verdict recorded as a rollback whose rollback did not happen (the process died in between).
+    unfinished = bool(scored) and scored[-1].payload["strikes"] >= watch.strikes
+    if not (new or unfinished) or ctx.keeper.alias_version("champion") != opened.version:
+        return None  # nothing new, or the champion was moved outside cltool: no probation to judge
+    if unfinished and not new:
+        return _roll_back(ctx, WatchVerdict(**{k: scored[-1].payload[k] for k in WatchVerdict.__dataclass_fields__}))
+    champion, previous = opened.version, opened.payload["from"]
     s = ctx.settings
     rows = evidence.load_rows(ctx.store, new)
     pair = evidence.score_pair(rows, s.labels, ctx.predictor(champion), ctx.predictor(previous))
@@ -99,17 +103,23 @@ def check(ctx: Context) -> WatchVerdict | None:
                          payload={**verdict.to_dict(), "y_true": [pair.truth[i] for i in idx],
                                   "champion_pred": [pair.candidate_pred[i] for i in idx],
                                   "previous_pred": [pair.champion_pred[i] for i in idx]})
+    failpoints.hit("watch.after_scored")  # a rollback verdict is acted on at the next check
     if strikes >= watch.strikes:
-        reason = (f"automatic rollback: v{champion} scored significantly worse than v{previous} on "
-                  f"{len(truth)} rows labeled since its promotion, {strikes} checks in a row ({_describe(verdict)})")
-        ctx.keeper.rollback(reason, actor=AUTO_ROLLBACK_ACTOR, to=previous)
-        ctx.registry.set_tags(champion, {"cltool.auto_rolled_back": "true"})
-        return WatchVerdict(champion, previous, len(truth), gain, low, high, strikes, "rolled_back")
+        return _roll_back(ctx, verdict)
     if len(truth) >= watch.max_rows:
         ctx.store.append(events.WATCH_PASSED, f"v{champion} held up on {len(truth)} rows since its promotion",
                          version=champion)
         return WatchVerdict(champion, previous, len(truth), gain, low, high, strikes, "passed")
     return verdict
+
+
+def _roll_back(ctx: Context, verdict: WatchVerdict) -> WatchVerdict:
+    v = verdict
+    reason = (f"automatic rollback: v{v.champion} scored significantly worse than v{v.previous} on {v.rows} rows "
+              f"labeled since its promotion, {v.strikes} checks in a row ({_describe(v)})")
+    ctx.keeper.rollback(reason, actor=AUTO_ROLLBACK_ACTOR, to=v.previous)
+    ctx.registry.set_tags(v.champion, {"cltool.auto_rolled_back": "true"})
+    return replace(v, action="rolled_back")
 
 
 def _describe(v: WatchVerdict) -> str:

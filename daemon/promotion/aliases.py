@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from daemon import events
+from daemon import events, failpoints
 from daemon.errors import PromotionRefused
 from daemon.state.locks import ALIAS_LOCK, Locks
 from daemon.state.store import Event, StateStore
@@ -68,6 +68,7 @@ class AliasKeeper:
             event = self.store.append(events.PROMOTION, reason, version=version, actor=actor, payload={
                 "op": "promote", "to": version, "from": current.version if current else None,
                 "forced": bool(force and decided == "REJECT"), "gate_decision": decided})
+            failpoints.hit("promote.after_intent")
             return self.apply(event)
 
     def rollback(self, reason: str, *, actor: str, to: str | None = None) -> Move:
@@ -84,6 +85,7 @@ class AliasKeeper:
                 raise PromotionRefused(target, "it is already the champion")
             event = self.store.append(events.ROLLBACK, reason, version=target, actor=actor,
                                       payload={"op": "rollback", "to": target, "from": current.version})
+            failpoints.hit("rollback.after_intent")
             return self.apply(event)
 
     def alias_version(self, alias: str) -> str | None:
@@ -114,6 +116,7 @@ class AliasKeeper:
                 self.registry.rollback(to=target)
         else:
             self.registry.mark_challenger(target)
+        failpoints.hit("alias.after_move")
         champion = self.alias_version("champion")
         previous = self.alias_version("previous_champion")
         self.store.append(events.ALIAS_SYNCED, f"{op} {target}", version=target, actor=event.actor,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from daemon import events
+from daemon import events, failpoints
 from daemon.context import Context
 from registry.models import ModelRegistry
 from registry.records import VersionInfo
@@ -45,7 +45,8 @@ def prune(ctx: Context, keep: int, *, actor: str, dry_run: bool = False) -> list
         for info in found:
             note = (f"weights deleted {ctx.clock().isoformat(timespec='seconds')} by {actor}: older than the "
                     f"newest {keep} versions (mlflow.keep_versions) and never champion")
-            ctx.registry.delete_weights(info.version, note)
+            ctx.registry.delete_weights(info.version, note,
+                                        after_files=lambda: failpoints.hit("retention.after_delete"))
             ctx.models.evict(info.version)  # the local copy too: nothing may serve it any more
             ctx.store.append(events.MODEL_PRUNED, note, version=info.version, actor=actor)
     if found:

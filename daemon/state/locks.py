@@ -109,6 +109,10 @@ class Locks:
         finally:
             self.release(name, owner)
 
+    def is_live(self, holder: Holder) -> bool:
+        """The holder still holds: its lease runs, and (on this host) its process lives."""
+        return not self._is_stale(holder, self.clock())
+
     def _is_stale(self, holder: Holder, now: datetime) -> bool:
         if holder.expires_at < now:
             return True

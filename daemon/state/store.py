@@ -175,15 +175,19 @@ class StateStore:
             conn.execute(sa.text("SELECT 1"))
 
     # -- batches -----------------------------------------------------------------------------
-    def add_batch(self, record: dict[str, Any], accepted: list[dict[str, Any]]) -> Batch:
-        """Record a batch and its accepted rows (dicts with ROW_COLUMNS but batch_id, in file order) in
-        one transaction: both or neither."""
+    def add_batch(self, record: dict[str, Any], accepted: list[dict[str, Any]],
+                  event: dict[str, Any] | None = None) -> Batch:
+        """Record a batch, its accepted rows (dicts with ROW_COLUMNS but batch_id, in file order) and its
+        `event` (an entry as for `append_all`) in one transaction: all or nothing."""
         values = dict(record, label_counts=json.dumps(record["label_counts"], sort_keys=True))
         with self.engine.begin() as conn:
             conn.execute(batches.insert().values(**values))
             if accepted:
                 conn.execute(rows.insert(), [{**row, "batch_id": record["batch_id"], "position": i}
                                              for i, row in enumerate(accepted)])
+            made = _insert_event(conn, {**event, "batch_id": record["batch_id"]}, utcnow()) if event else None
+        if made is not None:
+            _log_event(made)
         return self.batch(record["batch_id"])
 
     def rows(self, batch_ids: list[str]) -> list[dict[str, Any]]:
@@ -248,6 +252,34 @@ class StateStore:
         for event in made:
             _log_event(event)
         return made
+
+    def append_all(self, entries: list[dict[str, Any]]) -> list[Event]:
+        """Append several events (dicts with `append`'s keyword names) in one transaction: all or none."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            made = [_insert_event(conn, entry, now) for entry in entries]
+        for event in made:
+            _log_event(event)
+        return made
+
+    def mark_consumed(self, batch_ids: list[str], cycle_id: str) -> None:
+        """Mark batches consumed by `cycle_id` (`cltool fsck --repair`, from a recorded decision)."""
+        with self.engine.begin() as conn:
+            conn.execute(batches.update().where(batches.c.batch_id.in_(batch_ids)).values(cycle_id=cycle_id))
+
+    def row_counts(self) -> dict[str, dict[str, int]]:
+        """{batch_id: {split: rows}} of the stored rows, orphans (a batch_id with no ledger row) included."""
+        query = sa.select(rows.c.batch_id, rows.c.split, sa.func.count()).group_by(rows.c.batch_id, rows.c.split)
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for batch_id, split, n in conn.execute(query):
+                counts.setdefault(batch_id, {})[split] = int(n)
+        return counts
+
+    def delete_rows(self, batch_id: str) -> int:
+        """Delete the stored rows of `batch_id` (orphans whose batch is not in the ledger: fsck --repair)."""
+        with self.engine.begin() as conn:
+            return conn.execute(rows.delete().where(rows.c.batch_id == batch_id)).rowcount
 
     def events(self, *, types: Iterable[str] | None = None, since: datetime | None = None,
                after_id: int | None = None, limit: int | None = None, newest_first: bool = False) -> list[Event]:

@@ -36,11 +36,16 @@ def test_duplicates_within_a_file_and_known_rows_are_dropped(tmp_path):
     path = tmp_path / "d.csv"
     pd.DataFrame({"text": ["A b", "a  B", "a b", "other"], "label": ["neutral", "neutral", "positive", "neutral"]}
                  ).to_csv(path, index=False)
-    result = judge(path, LABELS, {}, 1000)
+    result = judge(path, LABELS, {}, 1000, conflicts="allow")
     assert result.duplicates == 1  # same normalised text and label; same text with another label is kept
     assert len(result.accepted) == 3
-    again = judge(path, LABELS, {}, 1000, known_hashes=set(result.accepted["row_hash"]))
+    again = judge(path, LABELS, {}, 1000, known_hashes=set(result.accepted["row_hash"]), conflicts="allow")
     assert again.accepted.empty and again.duplicates == 4
+    # The default: a text labelled two ways in one file makes each of its rows a bad row, naming the other.
+    strict = judge(path, LABELS, {}, 1000)
+    assert strict.accepted["text"].tolist() == ["other"] and strict.duplicates == 1
+    assert [(e.row, e.column, e.value) for e in strict.errors] == [(1, "label", "neutral"), (3, "label", "positive")]
+    assert "row 3 has the same text labelled 'positive'" in strict.errors[0].expected
 
 
 def test_jsonl_and_parquet_and_optional_columns(tmp_path):
