@@ -48,12 +48,16 @@ GATE_CODE = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in _GATE
 # The default grid: the gate's defaults and single-field variants around them. Extend it here or pass
 # --policies FILE.json (a list of such dicts) / --policy JSON. (No always-promote entry: the gate has
 # rules no policy field turns off, such as the negative-flip sign test; stage 3 forces it instead.)
+# The defaults and their neighbours: each entry moves one threshold off the default.
 GRID: list[dict[str, Any]] = [
     {"name": "default"},
+    {"name": "significance only (fresh_margin 0, max_forgetting 0.01: the defaults before)",
+     "fresh_margin": 0.0, "max_forgetting": 0.01},
+    {"name": "fresh_margin 0.02", "fresh_margin": 0.02},
+    {"name": "max_forgetting 0.01", "max_forgetting": 0.01},
+    {"name": "max_forgetting 0.03", "max_forgetting": 0.03},
     {"name": "pool_regression off", "pool_regression": False},
-    {"name": "confidence 0.90", "confidence": 0.90},
     {"name": "max_wait_rows 200", "max_wait_rows": 200},
-    {"name": "max_forgetting 0.02", "max_forgetting": 0.02},
 ]
 
 

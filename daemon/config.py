@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettin
 from daemon.drift.config import SuiteConfig
 from daemon.errors import ConfigError, ConfigFileError
 from registry.policy import GatePolicy
+from registry.urls import mask_url
 from retrain.config import ModelConfig, ReplayConfig, TrainConfig
 
 # The file the settings sources read; a context variable so that loading stays re-entrant.
@@ -133,6 +134,10 @@ class ObserveSection(_Section):
     webhook_retries: int = Field(3, ge=0, le=20, description="Retries of a failed POST, with exponential backoff.")
 
 
+# URL settings that may carry a password (user:password@host).
+SECRET_URLS = (("store", "url"), ("mlflow", "tracking_uri"), ("mlflow", "artifact_location"))
+
+
 class Settings(BaseSettings):
     """Everything cltool can be told. Every field has a default that runs the demo."""
 
@@ -186,6 +191,16 @@ class Settings(BaseSettings):
         return self
 
     # Derived locations: one place decides where each thing lives under state_dir.
+    def public_dump(self) -> dict[str, Any]:
+        """The settings as JSON-able values with their secrets masked: for MLflow params and artifacts,
+        logs and views. A URL's password becomes `***` (`postgresql://cltool:***@db/cltool`); a webhook
+        URL keeps only its scheme and host, since its path is the secret (Slack, Teams)."""
+        data = self.model_dump(mode="json")
+        for section, key in SECRET_URLS:
+            data[section][key] = mask_url(data[section][key])
+        data["observe"]["webhook_url"] = mask_url(data["observe"]["webhook_url"], keep_path=False)
+        return data
+
     @property
     def tracking_uri(self) -> str:
         return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"

@@ -35,6 +35,7 @@ from registry.errors import (
 from registry.limits import MAX_VERSION_TAG_VALUE_LENGTH, tags_for_mlflow
 from registry.records import AliasMove, VersionInfo, version_info
 from registry.store import NOT_FOUND, default_artifact_location, error_code, open_store
+from registry.urls import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class ModelRegistry:
         self._connect_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"ModelRegistry({self.tracking_uri!r}, {self.model_name!r}, experiment={self.experiment!r})"
+        return f"ModelRegistry({mask_url(self.tracking_uri)!r}, {self.model_name!r}, experiment={self.experiment!r})"
 
     # ---- connection ------------------------------------------------------------------------
 
@@ -86,7 +87,7 @@ class ModelRegistry:
                 with urllib.request.urlopen(self.tracking_uri.rstrip("/") + "/health", timeout=timeout):
                     return
             except OSError as exc:
-                raise RegistryUnavailable(self.tracking_uri, exc) from exc
+                raise RegistryUnavailable(mask_url(self.tracking_uri), exc) from exc
         try:
             client = self._connect()
             client.get_experiment(self._experiment_id)
@@ -94,7 +95,7 @@ class ModelRegistry:
         except (RegistryUnavailable, RegistryAccessDenied):
             raise
         except Exception as exc:
-            raise RegistryUnavailable(self.tracking_uri, exc) from exc
+            raise RegistryUnavailable(mask_url(self.tracking_uri), exc) from exc
 
     # ---- reading ---------------------------------------------------------------------------
 

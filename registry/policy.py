@@ -30,11 +30,17 @@ class GatePolicy(BaseModel):
 
     # Ranges wide enough for any sane policy, narrow enough to catch a percentage typed as 5 instead of 0.05.
     max_forgetting: float = Field(
-        0.01, ge=0.0, le=1.0,
+        0.02, ge=0.0, le=1.0,
         description="Largest allowed drop (absolute) of regression-suite macro-F1 against the champion.",
     )
     min_fresh_gain: float = Field(
         0.0, ge=-1.0, le=1.0, description="Fresh macro-F1 must beat the champion's by this (may be negative)."
+    )
+    fresh_margin: float = Field(
+        0.03, ge=0.0, le=0.5,
+        description="Non-inferiority margin: a fresh point gain that meets min_fresh_gain but is not significant "
+                    "still promotes when, with `confidence`, the candidate is not worse than min_fresh_gain minus "
+                    "this (0 = demand a significant gain).",
     )
     max_class_drop: float = Field(
         0.25, ge=0.0, le=1.0, description="Largest allowed drop of any class's recall against the champion."

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.errors import RegistryAccessDenied, RegistryError, RegistryUnavailable
+from registry.urls import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class GuardedClient:
             except Exception as exc:
                 if error_code(exc) not in DENIED:
                     raise
-                raise RegistryAccessDenied(self._uri, name, os.environ.get("MLFLOW_TRACKING_USERNAME"),
+                raise RegistryAccessDenied(mask_url(self._uri), name, os.environ.get("MLFLOW_TRACKING_USERNAME"),
                                            error_code(exc)) from exc
 
         return call

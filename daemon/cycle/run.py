@@ -168,13 +168,13 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     stored = {side: report and report.to_dict() for side, report in summaries.items()}
     json_artifacts = {"eval_report": {**stored, "negative_flip_rate": metrics.get("negative_flip_rate"),
                                       "decision": decision.to_dict()},
-                      "lineage": lineage, "config": s.model_dump(mode="json"), "cl_metrics": cl_report}
+                      "lineage": lineage, "config": s.public_dump(), "cl_metrics": cl_report}
     # The drift verdicts of the batches this run learned (the reason for it, when drift asked for it).
     drift = drift_report(ctx, [b.batch_id for b in pending])
     if drift is not None:
         json_artifacts["drift_report"] = {"trigger": trigger, **drift}
     version = ctx.registry.log_candidate(
-        model_dir=result.model_dir, run_name=cycle_id, params=s.model_dump(mode="json"), metrics=metrics,
+        model_dir=result.model_dir, run_name=cycle_id, params=s.public_dump(), metrics=metrics,
         tags=review.tags,
         json_artifacts=json_artifacts,
         files=review.files, description=describe(decision, summaries, champion.version if champion else None, lineage),

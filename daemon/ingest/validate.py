@@ -26,9 +26,12 @@ SPLIT_EDGES = ((80, "train"), (90, "val"), (100, "test"))
 # An accepted row: what the state store keeps, and the row's number in its file (for reasons only).
 ACCEPTED_COLUMNS = ["row_hash", "text", "label", "split", *OPTIONAL, "file_row"]
 _SPACE = re.compile(r"\s+")
-# C0 and C1 control characters except tab, newline and carriage return (which normalise to a space),
-# and lone surrogates (a JSON "\ud800" decodes to one; it cannot be stored as UTF-8).
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# C0 control characters but the whitespace ones (tab, newlines, vertical tab, form feed: they normalise to
+# a space): NUL, which PostgreSQL cannot store in text, and escapes that would reach a terminal. C1
+# characters (U+0080-U+009F) are let through: they are what mojibake is made of ("â€\x9d" for a
+# quote mark), and real tweets carry it (28 of the Twitter set's 9,543 rows). Also lone surrogates (a
+# JSON "\ud800" decodes to one; it cannot be stored as UTF-8).
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # The first bytes of files that are not UTF-8 text, whatever their name says.
 _MAGIC = {b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "a zip archive", b"BZh": "bzip2-compressed",

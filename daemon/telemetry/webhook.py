@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class WebhookSink:
     def __init__(self, url: str, timeout: float = 5, retries: int = 3, backoff: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep, max_queue: int = 100) -> None:
         self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
+        parts = urlsplit(url)  # a webhook URL's path is its secret (Slack, Teams): never logged
+        self.shown = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/***"
         self._sleep = sleep
         self._queue: deque[dict[str, Any]] = deque()
         self._max_queue = max_queue
@@ -115,16 +118,16 @@ class WebhookSink:
                 return True
             except urllib.error.HTTPError as exc:
                 if exc.code < 500:  # the webhook rejected the payload; sending it again will not help
-                    log.error("webhook %s answered %d; event dropped: %s", self.url, exc.code, payload["text"])
+                    log.error("webhook %s answered %d; event dropped: %s", self.shown, exc.code, payload["text"])
                     return False
                 problem = f"HTTP {exc.code}"
             except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout, reset
                 problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
             if attempt < self.retries:
                 delay = self.backoff * 2 ** attempt
-                log.warning("webhook %s failed (%s); retry %d/%d in %.1fs", self.url, problem,
+                log.warning("webhook %s failed (%s); retry %d/%d in %.1fs", self.shown, problem,
                             attempt + 1, self.retries, delay)
                 self._sleep(delay)
-        log.error("webhook %s failed after %d attempts (%s); event dropped: %s", self.url,
+        log.error("webhook %s failed after %d attempts (%s); event dropped: %s", self.shown,
                   self.retries + 1, problem, payload["text"])
         return False

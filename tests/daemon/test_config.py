@@ -154,3 +154,19 @@ def test_a_removed_key_fails_at_start_up_saying_it_was_removed(tmp_path, text, k
         load_settings(path)
     assert caught.value.key == key
     assert f"{key} was removed" in str(caught.value) and "delete it" in str(caught.value)
+
+
+def test_public_dump_masks_every_secret_url(tmp_path):
+    from registry.urls import mask_url
+
+    settings = load_settings(state_dir=str(tmp_path), store={"url": "postgresql+psycopg://cltool:s3cret@db:5432/cltool"},
+                             mlflow={"tracking_uri": "https://ci:t0ken@mlflow.example/"},
+                             observe={"webhook_url": "https://hooks.slack.com/services/T0/B0/XyZsecret"})
+    shown = settings.public_dump()
+    assert shown["store"]["url"] == "postgresql+psycopg://cltool:***@db:5432/cltool"
+    assert shown["mlflow"]["tracking_uri"] == "https://ci:***@mlflow.example/"
+    assert shown["observe"]["webhook_url"] == "https://hooks.slack.com/***"
+    assert "s3cret" not in str(shown) and "t0ken" not in str(shown) and "XyZsecret" not in str(shown)
+    assert settings.store.url.endswith("s3cret@db:5432/cltool")  # the settings themselves are untouched
+    assert mask_url("https://ghp_token@github.com/x") == "https://***@github.com/x"
+    assert mask_url("sqlite:////tmp/state.db") == "sqlite:////tmp/state.db" and mask_url("") == ""

@@ -23,6 +23,10 @@ pytestmark = pytest.mark.integration
 
 CLTOOL = str(Path(sys.executable).parent / "cltool")
 MODEL = "prod-sentiment"
+# Secrets the story runs with; none may appear in any output, event, MLflow param, tag or artifact.
+DB_PASSWORD = "Db-Secret-9"  # the test server trusts loopback, so any password opens it: it is only carried
+WEBHOOK = "http://127.0.0.1:9/services/T000/B000/Webhook-Secret-7"
+OUTPUTS: list[str] = []  # every stdout and stderr of the story's cltool processes
 
 
 def toy_rows(n: int, start: int = 0) -> pd.DataFrame:
@@ -36,7 +40,8 @@ def prod(postgres, mlflow_server, cltool_user, tmp_path_factory):
     base = build_tiny_model(root / "tiny-base", LABELS)
     environment = dict(
         clean_environ(), **cltool_user.env(),
-        CLTOOL_STORE__URL=postgres.create_database("cltool_story"),
+        CLTOOL_STORE__URL=postgres.create_database("cltool_story").replace("postgres@", f"postgres:{DB_PASSWORD}@"),
+        CLTOOL_OBSERVE__WEBHOOK_URL=WEBHOOK,
         CLTOOL_MLFLOW__TRACKING_URI=mlflow_server.url, CLTOOL_MLFLOW__MODEL_NAME=MODEL,
         CLTOOL_MLFLOW__EXPERIMENT="prod-story",
         # The tiny model learns the toy rows in seconds (as tests/daemon/cycle/test_cycle.py).
@@ -56,6 +61,7 @@ def cltool(prod, host: str, *args, ok=True, env=None):
     folder.mkdir(exist_ok=True)
     done = subprocess.run([CLTOOL, "--state-dir", str(folder / "state"), "--inbox-dir", str(folder / "inbox"), *args],
                           cwd=folder, env={**environment, **(env or {})}, capture_output=True, text=True, timeout=600)
+    OUTPUTS.extend([done.stdout, done.stderr])
     if ok:
         assert done.returncode == 0, f"cltool {' '.join(args)} on {host} failed ({done.returncode}):\n{done.stderr[-3000:]}"
     return done
@@ -111,6 +117,39 @@ def test_the_story_runs_on_postgres_and_an_mlflow_server(prod, mlflow_server):
     assert done.returncode == 0, done.stderr[-3000:]
     labels = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(labels) == 2 and set(labels) <= set(LABELS)
+
+
+def test_no_secret_reaches_outputs_events_or_mlflow(prod, mlflow_server, cltool_user, monkeypatch, tmp_path):
+    """The database password, cltool's MLflow password and the webhook's secret path, grepped for in every
+    CLI output and log line of the story, every event, and every MLflow param, tag and config artifact."""
+    import mlflow
+    import sqlalchemy as sa
+
+    root, environment = prod
+    assert OUTPUTS, "runs after the story"
+    secrets = [DB_PASSWORD, cltool_user.password, "Webhook-Secret-7"]
+    engine = sa.create_engine(environment["CLTOOL_STORE__URL"])
+    with engine.connect() as conn:
+        logged = [" ".join(map(str, row)) for row in conn.execute(sa.text("SELECT type, reason, payload FROM events"))]
+    engine.dispose()
+    for name, value in cltool_user.env().items():
+        monkeypatch.setenv(name, value)
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server.url)
+    experiment = client.get_experiment_by_name("prod-story")
+    runs = client.search_runs([experiment.experiment_id])
+    assert runs and any("store.url" in run.data.params for run in runs)
+    texts = [*OUTPUTS, *logged]
+    for run in runs:
+        texts += [json.dumps(run.data.params), json.dumps(run.data.tags)]
+        texts.append(Path(client.download_artifacts(run.info.run_id, "config.json", str(tmp_path))).read_text())
+    for version in client.search_model_versions(f"name = '{MODEL}'"):
+        texts += [json.dumps(version.tags), version.description or ""]
+    for secret in secrets:
+        leaks = [text[max(0, text.index(secret) - 80):text.index(secret) + 40] for text in texts if secret in text]
+        assert not leaks, f"{secret!r} leaked: {leaks[:3]}"
+    # What is shown instead: the URL with its password masked, the webhook without its path.
+    assert any("postgres:***@127.0.0.1" in text for text in texts)
+    assert any('"observe.webhook_url": "http://127.0.0.1:9/***"' in text for text in texts)
 
 
 def test_a_wrong_password_is_one_clear_error(prod, mlflow_server):

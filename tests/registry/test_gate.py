@@ -12,7 +12,8 @@ from registry.errors import InvalidDecisionError, InvalidPolicyError, InvalidSum
 from registry.gate import Check, Decision, EvaluationReport, GatePolicy, decide
 from tests.registry.conftest import scored, truth, wrong_on
 
-POLICY = GatePolicy()
+# The rules' mechanics at fixed thresholds (the shipped defaults come from bench/gate_bench.py).
+POLICY = GatePolicy(max_forgetting=0.01, fresh_margin=0.0)
 Y = truth(300)  # the fresh rows and, separately, the regression rows: 100 of each class
 
 
@@ -199,7 +200,7 @@ def test_policy_rejects_out_of_range_values_naming_field_and_range(field, value,
 
 def test_policy_to_dict_lists_every_field():
     assert GatePolicy(max_forgetting=0.02).to_dict() == {
-        "max_forgetting": 0.02, "min_fresh_gain": 0.0, "max_class_drop": 0.25,
+        "max_forgetting": 0.02, "min_fresh_gain": 0.0, "fresh_margin": 0.03, "max_class_drop": 0.25,
         "first_model_min_macro_f1": 0.4, "min_fresh_rows": 20, "confidence": 0.95,
         "bootstrap_samples": 1000, "seed": 0, "max_negative_flip_rate": 0.20, "pool_regression": True,
         "max_wait_rows": 400,

@@ -16,7 +16,8 @@ from registry.evidence import EvaluationReport
 from registry.gate import Check, Decision, GatePolicy, decide
 from tests.registry.conftest import pair, scored, truth, wrong_on
 
-POLICY = GatePolicy()
+# The rules' mechanics at fixed thresholds (the shipped defaults come from bench/gate_bench.py).
+POLICY = GatePolicy(max_forgetting=0.01, fresh_margin=0.0)
 SWAP = {"negative": "positive", "positive": "negative", "neutral": "neutral"}
 
 
@@ -61,7 +62,7 @@ def test_tiny_gain_on_few_rows_waits_within_noise():
 
 
 def test_same_tiny_gain_on_many_rows_rejects():
-    decision = decide(*tiny_gain(600), GatePolicy(max_wait_rows=400))
+    decision = decide(*tiny_gain(600), GatePolicy(max_wait_rows=400, fresh_margin=0.0))
     assert decision.outcome == "REJECT", decision.reasons
     gain = check(decision, "fresh_gain")
     assert not gain.passed and not gain.wait
@@ -208,8 +209,30 @@ def test_a_fresh_gain_within_noise_promotes_when_fresh_and_regression_rows_toget
     assert "within noise" in gain.message and "with the regression rows, a significant gain +0." in gain.message
     assert gain.message.endswith("on 360 rows: pass")
     # Without pooling the same evidence waits for more fresh rows.
-    alone = decide(candidate, champion, GatePolicy(pool_regression=False))
+    alone = decide(candidate, champion, GatePolicy(pool_regression=False, fresh_margin=0.0))
     assert alone.outcome == "WAIT" and check(alone, "fresh_gain").wait
+
+
+def test_a_gain_within_noise_promotes_when_it_is_not_worse_than_the_margin():
+    # 600 fresh rows, a +0.017 point gain: not significant, but with 95 % confidence no worse than -0.03.
+    candidate, champion = tiny_gain(600)
+    margin = GatePolicy(fresh_margin=0.03, pool_regression=False)
+    decision = decide(candidate, champion, margin)
+    gain = check(decision, "fresh_gain")
+    assert decision.outcome == "PROMOTE" and gain.passed, decision.reasons
+    assert "gain +0.017, not significant (95% CI -" in gain.message
+    assert gain.message.endswith("but not worse than -0.030 (fresh_margin 0.030) on 600 rows: pass")
+    # A margin too tight for the interval: inconclusive, so more rows are needed.
+    tight = decide(candidate, champion, GatePolicy(fresh_margin=0.001, pool_regression=False, max_wait_rows=1000))
+    assert tight.outcome == "WAIT"
+
+
+def test_the_margin_never_promotes_a_point_loss():
+    y = truth(600)
+    # 3 rows fixed, 6 broken: a small point loss whose interval sits well inside the margin.
+    candidate, champion = pair(y, wrong_on(y, [*range(3, 60), 500, 501, 502, 503, 504, 505]), wrong_on(y, range(60)))
+    decision = decide(candidate, champion, GatePolicy(fresh_margin=0.2, pool_regression=False, max_wait_rows=1000))
+    assert decision.outcome == "WAIT" and "not worse than" not in check(decision, "fresh_gain").message
 
 
 def test_pooling_never_promotes_a_fresh_loss():

@@ -110,6 +110,8 @@ CASES = [
     Case("aliases.csv", write(csv_bytes([(t, f"  {l.upper()} ") for t, l in rows("label case")])), "accepted",
          accepted=6),
     Case("repeated-row.csv", write(csv_bytes(rows("repeat") + rows("repeat")[:2])), "accepted", accepted=6),
+    Case("mojibake.csv", write(csv_bytes([(f"{t} \u00e2\u20ac\u009d quoted", l) for t, l in rows("mojibake")])),
+         "accepted", accepted=6),  # C1 characters, as in real tweets: kept
     Case("unicode.csv", write(csv_bytes([(f"{t} 株価 📈 Ünïcödé", l) for t, l in rows("unicode")])), "accepted",
          accepted=6),
     Case(safe_name("x" * 300 + ".csv"), write(csv_bytes(rows("long name"))), "accepted", accepted=6),
