@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: run test test-fast install lint-imports clean
+.PHONY: run test test-fast install lint-imports security clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,8 @@ run: $(STAMP)
 	@test -f $(DEMO)/cltool.toml || $(BIN)/cltool init --dir $(DEMO)
 	$(BIN)/cltool --config $(DEMO)/cltool.toml run --demo-feed data/demo
 
-## test: import contracts, then the whole suite (fast unit tests and MiniLM/MLflow integration tests).
-test: $(STAMP) lint-imports
+## test: import contracts, security scans, then the whole suite (fast unit tests and MiniLM/MLflow integration tests).
+test: $(STAMP) lint-imports security
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -38,6 +38,10 @@ test-fast: $(STAMP)
 
 lint-imports: $(STAMP)
 	$(BIN)/lint-imports
+
+## security: bandit over the packages (fails on a finding), pip-audit over the pins (reports; skipped offline).
+security: $(STAMP)
+	BIN=$(BIN) .ci/security
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -129,7 +129,9 @@ class ObserveSection(_Section):
     )
     port: int = Field(9464, ge=0, le=65535, description="Port to listen on (0 = any free port; the log names it).")
     refresh_seconds: float = Field(15.0, gt=0, le=3600, description="How often metrics are re-read from the event log.")
-    webhook_url: str = Field("", description="POST drift alerts here as JSON with a Slack-style 'text' (empty = off).")
+    webhook_url: str = Field("", pattern=r"^(https?://\S+)?$",
+                             description="POST drift alerts here as JSON with a Slack-style 'text' (an http(s) URL; "
+                                         "empty = off). Its path is treated as a secret: never logged or recorded.")
     webhook_timeout_seconds: float = Field(5.0, gt=0, le=300, description="Timeout of one webhook POST.")
     webhook_retries: int = Field(3, ge=0, le=20, description="Retries of a failed POST, with exponential backoff.")
 

@@ -49,7 +49,7 @@ def safe_key(key: str) -> str:
     key = _BAD_KEY_CHARS.sub("_", str(key)) or "_"
     if len(key) <= MAX_KEY_LENGTH:
         return key
-    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
     return f"{key[: MAX_KEY_LENGTH - 11]}~{digest}"
 
 

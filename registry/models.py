@@ -84,7 +84,8 @@ class ModelRegistry:
             import urllib.request
 
             try:
-                with urllib.request.urlopen(self.tracking_uri.rstrip("/") + "/health", timeout=timeout):
+                # An http(s) URI only (checked above), so no file: or custom scheme can be opened.
+                with urllib.request.urlopen(self.tracking_uri.rstrip("/") + "/health", timeout=timeout):  # nosec B310
                     return
             except OSError as exc:
                 raise RegistryUnavailable(mask_url(self.tracking_uri), exc) from exc

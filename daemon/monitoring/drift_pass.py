@@ -188,7 +188,7 @@ class DriftMonitor:
             source = earlier[-d.window_batches:]
         version = champion.version if champion else None
         ids = ",".join(b.batch_id for b in source)
-        key = hashlib.sha1(f"{d.reference}|{version}|{ids}".encode()).hexdigest()[:12]
+        key = hashlib.sha1(f"{d.reference}|{version}|{ids}".encode(), usedforsecurity=False).hexdigest()[:12]
         if self._reference is not None and self._reference.key == key:
             return self._reference
         rows = evidence.load_rows(self.ctx.store, source)
