@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from daemon import events, failpoints
 from daemon.config import Settings
@@ -31,6 +31,8 @@ MAX_ERRORS_IN_REASON = 50
 # File names are kept under this many bytes: quarantine and archive add a 40-byte stamp and ".reason.json",
 # and most filesystems allow 255.
 NAME_BYTES = 180
+# Rows per query when a large file's rows are looked up in the store.
+LOOKUP_CHUNK = 5000
 
 
 @dataclass(frozen=True)
@@ -151,20 +153,19 @@ class Inbox:
     def _drop_conflicts_with_history(self, judgement: Judgement) -> None:
         """A new row whose text is recorded with another label becomes a bad row (the recorded one stays)."""
         accepted = judgement.accepted
-        if accepted.empty:
+        bad: dict[int, str] = {}  # position in accepted -> the recorded label
+        for start in range(0, len(accepted), LOOKUP_CHUNK):  # bounded memory on a large file
+            alternates = {}  # row hash of (text, other label) -> (position, other label)
+            part = accepted.iloc[start:start + LOOKUP_CHUNK]
+            for position, (text, label) in enumerate(zip(part["text"], part["label"]), start=start):
+                for row_hash, other in other_labels(text, label, self.settings.labels).items():
+                    alternates[row_hash] = (position, other)
+            for row_hash in self.store.known_hashes(list(alternates)):
+                position, other = alternates[row_hash]
+                bad.setdefault(position, other)
+        if not bad:
             return
-        alternates = {}  # row hash of (text, other label) -> (position in accepted, other label)
-        for position, (text, label) in enumerate(zip(accepted["text"], accepted["label"])):
-            for row_hash, other in other_labels(text, label, self.settings.labels).items():
-                alternates[row_hash] = (position, other)
-        found = self.store.known_hashes(list(alternates))
-        if not found:
-            return
-        bad = {}
-        for row_hash in found:
-            position, other = alternates[row_hash]
-            bad.setdefault(position, other)
-        for position, other in bad.items():
+        for position, other in sorted(bad.items()):
             row = accepted.iloc[position]
             judgement.errors.append(RowError(int(row["file_row"]), "label", row["label"],
                                              conflict_expected(other, "a recorded row")))
@@ -192,7 +193,7 @@ class Inbox:
                  "payload": {"file": claimed.name, "checksum": checksum, "label_counts": record["label_counts"]}}
         # The ledger row, the rows and the event are one transaction; the file is archived after it, and a
         # crash in between is finished by recover() (a claimed file already in the ledger is archived).
-        batch = self.store.add_batch(record, rows.astype(object).where(rows.notna(), None).to_dict("records"), event)
+        batch = self.store.add_batch(record, _records(rows), event)
         failpoints.hit("ingest.after_record")
         self._archive(claimed, f"{batch_id}-{claimed.name}")
         failpoints.hit("ingest.after_archive")
@@ -257,6 +258,13 @@ class Inbox:
         for line in done:
             log.warning("recover: %s", line)
         return done
+
+
+def _records(frame) -> Iterator[dict[str, Any]]:  # noqa: ANN001 (a DataFrame)
+    """The frame's rows as dicts, one at a time (missing values as None), for a chunked insert."""
+    columns = list(frame.columns)
+    for values in frame.astype(object).itertuples(index=False, name=None):
+        yield {name: (None if value is None or value != value else value) for name, value in zip(columns, values)}
 
 
 def safe_name(name: str, limit: int = NAME_BYTES) -> str:

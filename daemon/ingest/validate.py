@@ -13,7 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ COMPRESSED = {".gz", ".zip", ".bz2", ".xz", ".zst", ".7z", ".tgz"}
 SPLIT_EDGES = ((80, "train"), (90, "val"), (100, "test"))
 # An accepted row: what the state store keeps, and the row's number in its file (for reasons only).
 ACCEPTED_COLUMNS = ["row_hash", "text", "label", "split", *OPTIONAL, "file_row"]
+CHUNK_ROWS = 50_000  # rows read at a time
 _SPACE = re.compile(r"\s+")
 # C0 control characters but the whitespace ones (tab, newlines, vertical tab, form feed: they normalise to
 # a space): NUL, which PostgreSQL cannot store in text, and escapes that would reach a terminal. C1
@@ -82,35 +83,62 @@ def file_checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_table(path: Path) -> tuple[pd.DataFrame | None, list[RowError], str | None]:
-    """The file as a frame of strings, JSONL lines that do not parse, and a file-level problem."""
+class FileProblem(Exception):
+    """A file that cannot be read as a table (raised while its chunks are read, even after the first)."""
+
+
+def read_chunks(path: Path) -> Iterator[tuple[pd.DataFrame, list[RowError]]]:
+    """The file as frames of at most CHUNK_ROWS rows (so a large file is read in bounded memory), each with
+    the JSONL lines of its span that do not parse; a JSONL frame carries each row's line in `__row__`.
+    At least one frame (maybe empty), so its columns can be checked. Raises FileProblem."""
     suffix = path.suffix.lower()
     kind = FORMATS.get(suffix)
     if kind is None:
         hint = ": decompress it first" if suffix in COMPRESSED else ""
-        return None, [], f"unsupported file type '{path.suffix}'{hint}: expected one of {sorted(FORMATS)}"
+        raise FileProblem(f"unsupported file type '{path.suffix}'{hint}: expected one of {sorted(FORMATS)}")
     if kind != "parquet":
         with path.open("rb") as handle:
             head = handle.read(8)
         what = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
         if what is not None:
-            return None, [], f"the file is {what}, not UTF-8 {kind}: convert it first"
+            raise FileProblem(f"the file is {what}, not UTF-8 {kind}: convert it first")
     try:
         if kind == "csv":
             # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first column's name.
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-            return frame, [], None
-        if kind == "parquet":
-            return pd.read_parquet(path).astype(object).where(lambda f: f.notna(), ""), [], None
-        return _read_jsonl(path)
+            options = {"dtype": str, "keep_default_na": False, "encoding": "utf-8-sig"}
+            any_rows = False
+            with pd.read_csv(path, chunksize=CHUNK_ROWS, **options) as reader:
+                for frame in reader:
+                    any_rows = True
+                    yield frame, []
+            if not any_rows:  # a header alone: its columns, no rows
+                yield pd.read_csv(path, nrows=0, **options), []
+        elif kind == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.ParquetFile(path)
+            yielded = False
+            for chunk in table.iter_batches(batch_size=CHUNK_ROWS):
+                yielded = True
+                yield chunk.to_pandas().astype(object).where(lambda f: f.notna(), ""), []
+            if not yielded:
+                yield table.schema_arrow.empty_table().to_pandas(), []
+        else:
+            yield from _read_jsonl(path)
     except UnicodeDecodeError as exc:
-        return None, [], f"not UTF-8 text (byte {exc.start}): re-encode the file as UTF-8"
+        raise FileProblem(f"not UTF-8 text (byte {exc.start}): re-encode the file as UTF-8") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
-        return None, [], f"cannot read as {kind}: {str(exc).strip().splitlines()[0]}"
+        raise FileProblem(f"cannot read as {kind}: {str(exc).strip().splitlines()[0]}") from None
 
 
-def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[RowError], str | None]:
+def _read_jsonl(path: Path) -> Iterator[tuple[pd.DataFrame, list[RowError]]]:
     records, errors = [], []
+
+    def frame() -> pd.DataFrame:
+        # dtype=object: an int id next to a missing one must stay "7", not become the float 7.0.
+        return pd.DataFrame(records, dtype=object) if records else pd.DataFrame(columns=["__row__"])
+
+    yielded = False
     with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -124,60 +152,93 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[RowError], str | None]:
                 errors.append(RowError(number, "(line)", line[:80], "a JSON object"))
                 continue
             records.append(dict(record, __row__=number))
-    # dtype=object: an int id next to a missing one must stay "7", not become the float 7.0.
-    frame = pd.DataFrame(records, dtype=object) if records else pd.DataFrame(columns=["__row__"])
-    return frame, errors, None
+            if len(records) == CHUNK_ROWS:
+                yield frame(), errors
+                records, errors, yielded = [], [], True
+    if records or errors or not yielded:
+        yield frame(), errors
 
 
 def judge(path: Path, labels: list[str], aliases: dict[str, str], max_text_chars: int,
           known_hashes: set[str] | None = None, conflicts: str = "reject") -> Judgement:
-    """Validate every row of `path`; `known_hashes` are rows already in the ledger (dropped as duplicates).
-    `conflicts` ("reject" | "allow"): whether the same text with two labels in the file makes those rows bad."""
-    frame, errors, problem = read_table(path)
-    if problem is not None:
-        return Judgement(file_problem=problem)
-    assert frame is not None
-    row_numbers = frame.pop("__row__").tolist() if "__row__" in frame else list(range(1, len(frame) + 1))
-    judgement = Judgement(rows_in_file=len(frame) + len(errors), errors=errors)
-    missing = [col for col in REQUIRED if col not in frame.columns]
-    if missing:
-        judgement.file_problem = (f"missing column(s) {missing}: found {list(frame.columns)}; required "
-                                  f"{list(REQUIRED)}{_delimiter_hint(frame.columns)}")
-        return judgement
+    """Validate every row of `path`, a chunk at a time; `known_hashes` are rows already in the ledger (dropped
+    as duplicates). `conflicts` ("reject" | "allow"): whether the same text with two labels in the file
+    makes those rows bad."""
+    judgement = Judgement()
+    rows = _Accepted(labels, aliases, max_text_chars, known_hashes, judgement)
+    offset = 0  # CSV and Parquet rows are numbered by position (the header excluded)
+    try:
+        for index, (frame, errors) in enumerate(read_chunks(path)):
+            numbers = (frame.pop("__row__").tolist() if "__row__" in frame else
+                       list(range(offset + 1, offset + len(frame) + 1)))
+            offset += len(frame)
+            judgement.rows_in_file += len(frame) + len(errors)
+            judgement.errors.extend(errors)
+            if index == 0:
+                missing = [col for col in REQUIRED if col not in frame.columns]
+                if missing:
+                    judgement.file_problem = (f"missing column(s) {missing}: found {list(frame.columns)}; required "
+                                              f"{list(REQUIRED)}{_delimiter_hint(frame.columns)}")
+                    return judgement
+            rows.add(frame, numbers)
+    except FileProblem as exc:
+        return Judgement(file_problem=str(exc))
     if judgement.rows_in_file == 0:
         judgement.file_problem = "the file has no rows"
         return judgement
-    lookup = {label.lower(): label for label in labels}
-    lookup.update({alias.strip().lower(): target for alias, target in aliases.items()})
-    allowed = f"one of {labels}" + (f" or an alias {sorted(aliases)}" if aliases else "")
-
-    kept, seen, numbers = [], set(known_hashes or ()), []
-    labels_of: dict[str, dict[str, int]] = {}  # text digest -> {label: first row with it}
-    for number, record in zip(row_numbers, frame.to_dict("records")):
-        problem = _row_problem(record, max_text_chars)
-        if problem is not None:
-            judgement.errors.append(RowError(number, *problem))
-            continue
-        text, raw_label = record.get("text") or "", record.get("label")
-        label = lookup.get(str(raw_label).strip().lower()) if raw_label is not None else None
-        if label is None:
-            judgement.errors.append(RowError(number, "label", str(raw_label), allowed))
-            continue
-        digest = text_hash(text)
-        row_hash = label_hash(digest, label)
-        if row_hash in seen:
-            judgement.duplicates += 1
-            continue
-        seen.add(row_hash)
-        labels_of.setdefault(digest, {}).setdefault(label, number)
-        numbers.append(number)
-        kept.append({"row_hash": row_hash, "text": text, "label": label, "split": split_of(digest),
-                     **{col: _optional(record.get(col)) for col in OPTIONAL}, "file_row": number})
-    if conflicts == "reject":
-        kept = _drop_conflicts(kept, numbers, labels_of, judgement)
-    judgement.accepted = pd.DataFrame(kept, columns=ACCEPTED_COLUMNS)
+    judgement.accepted = rows.frame(conflicts == "reject")
     judgement.errors.sort(key=lambda error: error.row)
     return judgement
+
+
+class _Accepted:
+    """The accepted rows of one file, as column lists (not a dict per row: a file of a million rows stays a
+    few hundred MB, bench/ingest_memory.py), with what duplicates and conflicts need across chunks."""
+
+    def __init__(self, labels: list[str], aliases: dict[str, str], max_text_chars: int,
+                 known_hashes: set[str] | None, judgement: Judgement) -> None:
+        self.lookup = {label.lower(): label for label in labels}
+        self.lookup.update({alias.strip().lower(): target for alias, target in aliases.items()})
+        self.allowed = f"one of {labels}" + (f" or an alias {sorted(aliases)}" if aliases else "")
+        self.max_text_chars, self.judgement = max_text_chars, judgement
+        self.kept: dict[str, list] = {name: [] for name in ACCEPTED_COLUMNS}
+        self.digests: list[str] = []
+        self.seen = set(known_hashes or ())
+        self.first_label: dict[str, str] = {}  # text digest -> the first label the file gives it
+        self.conflicted: set[str] = set()  # digests the file labels in two ways
+
+    def add(self, frame: pd.DataFrame, row_numbers: list[int]) -> None:
+        judgement, kept = self.judgement, self.kept
+        columns = list(frame.columns)
+        for number, values in zip(row_numbers, frame.itertuples(index=False, name=None)):
+            record = dict(zip(columns, values))
+            problem = _row_problem(record, self.max_text_chars)
+            if problem is not None:
+                judgement.errors.append(RowError(number, *problem))
+                continue
+            text, raw_label = record.get("text") or "", record.get("label")
+            label = self.lookup.get(str(raw_label).strip().lower()) if raw_label is not None else None
+            if label is None:
+                judgement.errors.append(RowError(number, "label", str(raw_label), self.allowed))
+                continue
+            digest = text_hash(text)
+            row_hash = label_hash(digest, label)
+            if row_hash in self.seen:
+                judgement.duplicates += 1
+                continue
+            self.seen.add(row_hash)
+            if self.first_label.setdefault(digest, label) != label:
+                self.conflicted.add(digest)
+            self.digests.append(digest)
+            for name, value in (("row_hash", row_hash), ("text", text), ("label", label), ("split", split_of(digest)),
+                                *((col, _optional(record.get(col))) for col in OPTIONAL), ("file_row", number)):
+                kept[name].append(value)
+
+    def frame(self, reject_conflicts: bool) -> pd.DataFrame:
+        accepted = pd.DataFrame(self.kept, columns=ACCEPTED_COLUMNS)
+        if reject_conflicts and self.conflicted:
+            accepted = _drop_conflicts(accepted, self.digests, self.conflicted, self.judgement)
+        return accepted
 
 
 def label_hash(text_digest: str, label: str) -> str:
@@ -196,19 +257,19 @@ def conflict_expected(other_label: str, where: str) -> str:
             f"(inbox.conflicting_labels = reject)")
 
 
-def _drop_conflicts(kept: list[dict], numbers: list[int], labels_of: dict[str, dict[str, int]],
-                    judgement: Judgement) -> list[dict]:
+def _drop_conflicts(accepted: pd.DataFrame, digests: list[str], conflicted: set[str],
+                    judgement: Judgement) -> pd.DataFrame:
     """Every row of a text that the file labels in two ways becomes a bad row, naming the other row."""
-    clean = []
-    for number, row in zip(numbers, kept):
-        seen_as = labels_of[text_hash(row["text"])]
-        others = {label: first for label, first in seen_as.items() if label != row["label"]}
-        if not others:
-            clean.append(row)
-            continue
-        label, first = next(iter(others.items()))
-        judgement.errors.append(RowError(number, "label", row["label"], conflict_expected(label, f"row {first}")))
-    return clean
+    bad = [i for i, digest in enumerate(digests) if digest in conflicted]
+    first_row: dict[str, dict[str, int]] = {}  # digest -> {label: its first row}, for the conflicted only
+    for i in bad:
+        first_row.setdefault(digests[i], {}).setdefault(accepted.at[i, "label"], int(accepted.at[i, "file_row"]))
+    for i in bad:
+        label = accepted.at[i, "label"]
+        other, row = next((o, r) for o, r in first_row[digests[i]].items() if o != label)
+        judgement.errors.append(RowError(int(accepted.at[i, "file_row"]), "label", label,
+                                         conflict_expected(other, f"row {row}")))
+    return accepted.drop(index=bad).reset_index(drop=True)
 
 
 def _row_problem(record: dict[str, Any], max_text_chars: int) -> tuple[str, str, str] | None:

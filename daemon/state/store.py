@@ -25,6 +25,7 @@ from daemon.state import schema
 log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
+INSERT_CHUNK = 5000  # rows per INSERT of a batch's rows
 
 batches = sa.Table(
     "batches", metadata,
@@ -175,16 +176,22 @@ class StateStore:
             conn.execute(sa.text("SELECT 1"))
 
     # -- batches -----------------------------------------------------------------------------
-    def add_batch(self, record: dict[str, Any], accepted: list[dict[str, Any]],
+    def add_batch(self, record: dict[str, Any], accepted: Iterable[dict[str, Any]],
                   event: dict[str, Any] | None = None) -> Batch:
-        """Record a batch, its accepted rows (dicts with ROW_COLUMNS but batch_id, in file order) and its
-        `event` (an entry as for `append_all`) in one transaction: all or nothing."""
+        """Record a batch, its accepted rows (dicts with ROW_COLUMNS but batch_id, in file order; read once,
+        in chunks, so a large file is never held twice) and its `event` (an entry as for `append_all`) in
+        one transaction: all or nothing."""
         values = dict(record, label_counts=json.dumps(record["label_counts"], sort_keys=True))
         with self.engine.begin() as conn:
             conn.execute(batches.insert().values(**values))
-            if accepted:
-                conn.execute(rows.insert(), [{**row, "batch_id": record["batch_id"], "position": i}
-                                             for i, row in enumerate(accepted)])
+            chunk: list[dict[str, Any]] = []
+            for position, row in enumerate(accepted):
+                chunk.append({**row, "batch_id": record["batch_id"], "position": position})
+                if len(chunk) == INSERT_CHUNK:
+                    conn.execute(rows.insert(), chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(rows.insert(), chunk)
             made = _insert_event(conn, {**event, "batch_id": record["batch_id"]}, utcnow()) if event else None
         if made is not None:
             _log_event(made)

@@ -71,3 +71,29 @@ def test_file_level_problems(tmp_path):
     assert "not UTF-8" in judge(tmp_path / "latin.csv", LABELS, {}, 10).file_problem
     (tmp_path / "empty.csv").write_text("text,label\n")
     assert judge(tmp_path / "empty.csv", LABELS, {}, 10).file_problem == "the file has no rows"
+
+
+def test_a_file_is_read_in_chunks_with_rows_numbered_across_them(tmp_path, monkeypatch):
+    from daemon.ingest import validate
+
+    monkeypatch.setattr(validate, "CHUNK_ROWS", 3)  # 10 rows: four chunks
+    texts = [f"headline {i}" for i in range(10)]
+    labels = ["neutral"] * 10
+    texts[7], labels[7] = "  ", "neutral"  # bad row 8, in the third chunk
+    texts[9], labels[9] = "headline 1", "positive"  # conflicts with row 2, two chunks earlier
+    frame = pd.DataFrame({"text": texts, "label": labels})
+    frame.iloc[:9].to_csv(tmp_path / "c.csv", index=False)
+    frame.to_csv(tmp_path / "conflict.csv", index=False)
+    frame.to_parquet(tmp_path / "p.parquet")
+    (tmp_path / "j.jsonl").write_text("".join(json.dumps(r) + "\n" for r in frame.to_dict("records")))
+    plain = judge(tmp_path / "c.csv", LABELS, {}, 1000)
+    assert plain.rows_in_file == 9 and [(e.row, e.column) for e in plain.errors] == [(8, "text")]
+    assert len(plain.accepted) == 8 and plain.accepted["file_row"].tolist() == [1, 2, 3, 4, 5, 6, 7, 9]
+    for name in ("conflict.csv", "p.parquet", "j.jsonl"):
+        result = judge(tmp_path / name, LABELS, {}, 1000)
+        assert result.rows_in_file == 10, name
+        assert [(e.row, e.column) for e in result.errors] == [(2, "label"), (8, "text"), (10, "label")], name
+        assert "row 2 has the same text labelled 'neutral'" in result.errors[2].expected
+    # A parse error in a later chunk is still the file's problem.
+    (tmp_path / "cut.csv").write_text("text,label\n" + "a,neutral\n" * 7 + '"never closed,neutral\n')
+    assert judge(tmp_path / "cut.csv", LABELS, {}, 1000).file_problem.startswith("cannot read as csv")
