@@ -253,6 +253,8 @@ class Checker:
 CHECKS = ("files", "rows", "decisions", "cycles", "versions", "intents", "aliases", "weights")
 # What a crash can leave behind, repaired by the daemon at every start (aliases: only by a person's fsck).
 CRASH_REPAIRS = ("files", "decisions", "cycles", "versions", "intents")
+# The crash repairs that ask MLflow: a daemon started while MLflow is down runs them once it answers.
+REGISTRY_REPAIRS = ("versions",)
 
 
 def live_cycle(ctx: Context, me: str | None = None) -> tuple[str | None, str | None]:

@@ -24,7 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from daemon import events
 from daemon.context import Context
-from daemon.fsck import CRASH_REPAIRS, fsck
+from daemon.fsck import CRASH_REPAIRS, REGISTRY_REPAIRS, fsck
 from daemon.cycle.run import CycleAborted, awaiting_data, maybe_run
 from daemon.ingest.validate import FORMATS
 from daemon.monitoring import probation
@@ -32,6 +32,7 @@ from daemon.monitoring.drift_pass import DriftMonitor
 from daemon.state.locks import DAEMON_LOCK, Locks
 from daemon.telemetry.exporter import Telemetry, make_sink
 from daemon.telemetry.outages import STATE_STORE, Outages
+from registry.errors import RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Daemon:
         self.intake = threading.Lock()
         self.telemetry: Telemetry | None = None
         self._failures_logged: set[tuple[str, str]] = set()
+        self.deferred_repairs: tuple[str, ...] = ()  # crash repairs that wait for MLflow (see start_up)
         self.outages = Outages({STATE_STORE: ctx.store.ping, "mlflow": ctx.registry.ping}, ctx.store.append, ctx.clock)
 
     # -- start and stop ------------------------------------------------------------------------
@@ -71,7 +73,15 @@ class Daemon:
             log.warning("recovered: %s", line)
         self.ctx.keeper.reconcile()
         # What a crash can leave besides: an interrupted cycle, its undecided version, a missing event.
-        fsck(self.ctx, repair=True, only=CRASH_REPAIRS, me=self.ctx.owner)
+        # MLflow down must not keep the daemon from starting (it takes the inbox meanwhile): the repairs
+        # that ask it then wait for the first cycle that finds it back.
+        try:
+            self.ctx.registry.ping()
+        except RegistryUnavailable as exc:
+            log.warning("MLflow does not answer at start-up (%s): checking registered versions later", exc)
+            self.deferred_repairs = REGISTRY_REPAIRS
+        fsck(self.ctx, repair=True, only=tuple(c for c in CRASH_REPAIRS if c not in self.deferred_repairs),
+             me=self.ctx.owner)
         shutil.rmtree(self.ctx.settings.work_dir / "tmp", ignore_errors=True)
         self.ctx.store.append(events.DAEMON_STARTED, f"leader {self.ctx.owner}", actor=self.ctx.owner)
 
@@ -107,6 +117,10 @@ class Daemon:
         try:
             ingested = self.ctx.inbox.take_all()
             self.watch()
+            try:
+                self.repair_deferred()
+            except RegistryUnavailable as exc:
+                log.warning("MLflow still does not answer (%s): registered versions not checked", exc)
             self.drift()
             result = maybe_run(self.ctx, before_training=self.drift)
             return [ingested, result]
@@ -189,12 +203,21 @@ class Daemon:
         try:
             self.watch()  # before a cycle: a bad champion must not be the parent of the next candidate
             with self.intake:
+                self.repair_deferred()
                 self.drift()  # first, so that an alert it opens can request this very cycle
                 maybe_run(self.ctx, before_training=self.drift)
         except CycleAborted:
             pass  # its `cycle.aborted` event is the log line; the batches stay pending
         finally:
             self.idle.set()
+
+    def repair_deferred(self) -> None:
+        """The start-up repairs MLflow was down for, before any cycle registers a version of its own;
+        raises (an outage the job listener explains) while MLflow is still away."""
+        if self.deferred_repairs:
+            fsck(self.ctx, repair=True, only=self.deferred_repairs, me=self.ctx.owner)
+            log.info("MLflow is back: start-up repairs (%s) done", ", ".join(self.deferred_repairs))
+            self.deferred_repairs = ()
 
     def heartbeat(self) -> None:
         """Probe the dependencies (one line when one goes or returns), then renew the leader lock."""

@@ -225,7 +225,7 @@ def fresh_gain(candidate: EvaluationReport, champion: EvaluationReport | None, p
     if b.low > need + _EPS:
         return Check("fresh_gain", True, f"{head}significant gain {b.gain:+.3f} ({ci} above {need:+.3f}) on {b.n} rows: pass")
     floor = need - policy.fresh_margin
-    if policy.fresh_margin > 0 and b.gain >= need - _EPS and b.low > floor + _EPS:
+    if policy.fresh_margin > 0 and b.gain > need + _EPS and b.low > floor + _EPS:
         return Check("fresh_gain", True, f"{head}gain {b.gain:+.3f}, not significant ({ci}) but not worse than "
                      f"{floor:+.3f} (fresh_margin {policy.fresh_margin:.3f}) on {b.n} rows: pass")
     if b.high < need - _EPS:

@@ -38,7 +38,7 @@ class GatePolicy(BaseModel):
     )
     fresh_margin: float = Field(
         0.03, ge=0.0, le=0.5,
-        description="Non-inferiority margin: a fresh point gain that meets min_fresh_gain but is not significant "
+        description="Non-inferiority margin: a fresh point gain above min_fresh_gain that is not significant "
                     "still promotes when, with `confidence`, the candidate is not worse than min_fresh_gain minus "
                     "this (0 = demand a significant gain).",
     )

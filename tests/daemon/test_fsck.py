@@ -14,8 +14,10 @@ from click.testing import CliRunner
 from daemon import events
 from daemon.cli.main import cli
 from daemon.fsck import RepairRefused, fsck
+from daemon.service import Daemon
 from daemon.state import store as tables
 from daemon.state.locks import DAEMON_LOCK, Locks
+from registry.errors import RegistryUnavailable
 from retrain.modeling import build_tiny_model
 from tests.daemon.test_crash_points import State, register_rejected, tiny_base, with_champion  # noqa: F401 (fixture)
 from tests.daemon.cycle.test_cycle import LABELS
@@ -135,3 +137,30 @@ def test_repair_is_refused_while_a_daemon_leads(state):
         fsck(ctx, repair=True)
     result = CliRunner().invoke(cli, ["--config", str(state.config), "fsck"])
     assert result.exit_code == 0 and "fsck: clean" in result.output  # checking is fine while it runs
+
+
+def test_a_start_while_mlflow_is_down_checks_versions_once_it_is_back(state, tmp_path, monkeypatch):
+    ctx = state.ctx(owner="daemon:test")
+    orphan = ctx.registry.log_candidate(model_dir=build_tiny_model(tmp_path / "m3", LABELS, seed=4), run_name="c3",
+                                        params={}, metrics={}, tags={"cltool.cycle_id": "c-dead"},
+                                        json_artifacts={}).version
+    ctx.store.append(events.CYCLE_STARTED, "test", payload={"cycle_id": "c-dead", "batches": []})
+
+    def down(timeout: float = 2.0):
+        raise RegistryUnavailable("http://mlflow.invalid", ConnectionRefusedError("refused"))
+
+    monkeypatch.setattr(ctx.registry, "ping", down)
+    daemon = Daemon(ctx)
+    daemon.start_up()  # does not ask MLflow for its versions: the store-only repairs are done
+    assert daemon.deferred_repairs == ("versions",)
+    assert ctx.store.last_event(events.CYCLE_ABORTED).payload["cycle_id"] == "c-dead"
+    assert orphan in {v.version for v in ctx.registry.list_versions(with_metrics=False)}
+    monkeypatch.setattr(ctx.registry, "list_versions", lambda **kw: down())
+    with pytest.raises(RegistryUnavailable):  # still away: the cycle job fails on the outage and tries again
+        daemon.repair_deferred()
+    assert daemon.deferred_repairs == ("versions",)
+    monkeypatch.undo()
+    daemon.repair_deferred()  # back: the orphan goes before any cycle registers a version of its own
+    assert daemon.deferred_repairs == ()
+    assert orphan not in {v.version for v in ctx.registry.list_versions(with_metrics=False)}
+    daemon.shut_down("test")
