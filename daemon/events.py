@@ -29,6 +29,10 @@ CYCLE_FINISHED = "cycle.finished"
 CYCLE_ABORTED = "cycle.aborted"
 CYCLE_FAILED = "cycle.failed"
 DECISION = "decision"
+# Training failed train.max_failures times in a row on the same batches: they are set aside (payload:
+# batches, reason, failures) until `cltool retrain` brings them back (`batches.unparked`).
+BATCHES_PARKED = "batches.parked"
+BATCHES_UNPARKED = "batches.unparked"
 CYCLE_ENDS = (CYCLE_FINISHED, CYCLE_ABORTED, CYCLE_FAILED)
 
 # Alias moves (each also an alias intent until ALIAS_SYNCED records that MLflow matches).
@@ -65,4 +69,4 @@ DEBUG = frozenset({CYCLE_PHASE})
 
 # Events an operator must notice: logged at WARNING (every event is logged once, when it is written).
 WARNINGS = frozenset({INGEST_QUARANTINED, CYCLE_FAILED, CYCLE_ABORTED, JOB_FAILED, JOB_MISSED, OBSERVE_FAILED,
-                      ROLLBACK, DRIFT_ALERT_OPENED, DEPENDENCY_LOST, FSCK_REPAIRED})
+                      ROLLBACK, DRIFT_ALERT_OPENED, DEPENDENCY_LOST, FSCK_REPAIRED, BATCHES_PARKED})

@@ -29,6 +29,7 @@ from daemon.cycle.run import CycleAborted, awaiting_data, maybe_run
 from daemon.ingest.validate import FORMATS
 from daemon.monitoring import probation
 from daemon.monitoring.drift_pass import DriftMonitor
+from daemon.state import parking
 from daemon.state.locks import DAEMON_LOCK, Locks
 from daemon.telemetry.exporter import Telemetry, make_sink
 from daemon.telemetry.outages import STATE_STORE, Outages
@@ -122,7 +123,7 @@ class Daemon:
             except RegistryUnavailable as exc:
                 log.warning("MLflow still does not answer (%s): registered versions not checked", exc)
             self.drift()
-            result = maybe_run(self.ctx, before_training=self.drift)
+            result = maybe_run(self.ctx, before_training=self.drift, notify=sink.send if sink else None)
             return [ingested, result]
         finally:
             if sink is not None:
@@ -205,7 +206,8 @@ class Daemon:
             with self.intake:
                 self.repair_deferred()
                 self.drift()  # first, so that an alert it opens can request this very cycle
-                maybe_run(self.ctx, before_training=self.drift)
+                maybe_run(self.ctx, before_training=self.drift,
+                          notify=self.telemetry.notify if self.telemetry is not None else None)
         except CycleAborted:
             pass  # its `cycle.aborted` event is the log line; the batches stay pending
         finally:
@@ -232,7 +234,7 @@ class Daemon:
         assert self.demo_feed is not None
         inbox = self.ctx.settings.inbox_dir
         waiting = [p for folder in (inbox, self.ctx.inbox.claimed_dir) for p in folder.iterdir() if p.is_file()]
-        if waiting or (self.ctx.store.list_batches(pending=True) and not awaiting_data(self.ctx)):
+        if waiting or (parking.pending(self.ctx.store) and not awaiting_data(self.ctx)):
             return  # the last file is not learned yet (a WAIT decision means: feed more)
         # Each file is fed once: its `demo.fed` event is written before the copy, so neither a poll
         # racing this job nor a restart feeds it again.

@@ -132,6 +132,28 @@ class TrainConfig(StrictConfig):
         description="Weight of distillation towards the champion's predictions on replayed rows (LwF); 0 = off.",
     )
     distill_temperature: float = Field(2.0, gt=0, le=100, description="Softmax temperature of the distillation.")
+    launcher: Literal["process", "accelerate", "inline"] = Field(
+        "process",
+        description="Where an update trains: process (a child process the daemon supervises: CPU or one GPU), "
+                    "accelerate (`accelerate launch` with num_processes processes, DDP; the effective batch is "
+                    "batch_size x num_processes) or inline (inside the daemon's own process: tests, debugging).",
+    )
+    num_processes: int = Field(
+        1, ge=1, le=1024,
+        description="accelerate: training processes (one per GPU; on CPU, gloo). Each takes batch_size rows a step.",
+    )
+    accelerate_config: str = Field(
+        "", description="accelerate: an `accelerate config` file (multi-node, mixed precision); '' = none."
+    )
+    timeout_seconds: float = Field(
+        10800.0, ge=0,
+        description="A training child still running after this long is killed and the cycle fails (0 = no limit).",
+    )
+    max_failures: int = Field(
+        3, ge=1, le=100,
+        description="Training failures in a row on the same pending batches before they are parked (alert; "
+                    "`cltool retrain` unparks them), so one poisonous batch cannot fail forever.",
+    )
 
 
 class ReplayConfig(StrictConfig):

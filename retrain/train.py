@@ -209,9 +209,15 @@ def fine_tune(
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(train_loss, config.learning_rate)
         trained = trainer.model.merge_and_unload() if config.lora_rank > 0 else trainer.model
-        model_dir = _save(trained, tokenizer, out_dir / MODEL)
+        # Under DDP (`accelerate launch`) every rank trained the same weights: rank 0 alone writes them,
+        # after every rank is done reading the best checkpoint.
+        trainer.accelerator.wait_for_everyone()
+        model_dir = out_dir / MODEL
+        if trainer.is_world_process_zero():
+            _save(trained, tokenizer, model_dir)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if trainer.is_world_process_zero():
+            shutil.rmtree(scratch, ignore_errors=True)
 
     epochs_run = float(trainer.state.epoch or 0.0)
     best = trainer.state.best_metric if has_val else None

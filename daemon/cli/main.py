@@ -179,10 +179,17 @@ def ingest(obj, files: tuple[Path, ...], as_json: bool) -> None:
 @click.pass_obj
 @_fail_cleanly
 def retrain(obj, reason: str) -> None:
-    """Ask for a cycle now, whatever the trigger says. The daemon (or `run --once`) carries it out."""
+    """Ask for a cycle now, whatever the trigger says. The daemon (or `run --once`) carries it out.
+
+    Batches parked after train.max_failures training failures in a row come back to pending first."""
+    from daemon.state import parking
+
     ctx = _context(obj)
+    unparked = parking.unpark(ctx.store, _actor(), reason)
+    if unparked:
+        click.echo(f"unparked {len(unparked)} batch(es): {', '.join(unparked)}")
     ctx.store.append(events.RETRAIN_REQUESTED, reason, actor=_actor())
-    pending = ctx.store.list_batches(pending=True)
+    pending = parking.pending(ctx.store)
     click.echo(f"cycle requested ({sum(b.n_train for b in pending)} new train rows waiting); "
                "the running daemon starts it at its next check, or run `cltool run --once`")
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from daemon import events
 from daemon.context import Context
+from daemon.state import parking
 from daemon.state.locks import DAEMON_LOCK, Locks
 
 ALIASES = ("champion", "challenger", "previous_champion")
@@ -20,9 +21,11 @@ def collect(ctx: Context) -> dict[str, Any]:
             "decision": info.tags.get("cltool.decision"), "metrics": info.metrics,
             "continual": continual_of(info.metrics),
         }
-    pending = ctx.store.list_batches(pending=True)
+    pending = parking.pending(ctx.store)
     data["pending_rows"] = sum(batch.n_train for batch in pending)
     data["pending_batches"] = [batch.batch_id for batch in pending]
+    data["parked"] = [{"batch_id": batch_id, "since": event.at.isoformat(), "reason": event.reason}
+                      for batch_id, event in sorted(parking.parked(ctx.store).items())]
     data["inbox_waiting"] = len(ctx.inbox.waiting())
     last = ctx.store.last_event(events.DECISION)
     data["last_decision"] = None if last is None else {
@@ -79,6 +82,9 @@ def render(data: dict[str, Any]) -> str:
             lines.append("  " + " " * 18 + " " + ", ".join(parts))
     lines.append(f"pending: {data['pending_rows']} new train rows in {len(data['pending_batches'])} batches; "
                  f"{data['inbox_waiting']} files in the inbox")
+    if data.get("parked"):
+        lines.append(f"parked: {len(data['parked'])} batches ({', '.join(p['batch_id'] for p in data['parked'])}) "
+                     f"since {data['parked'][-1]['since']}: {data['parked'][-1]['reason']}")
     last = data["last_decision"]
     if last:
         version = f"v{last['version']} " if last["version"] else ""

@@ -23,11 +23,12 @@ from daemon.cycle.trigger import failures_in_a_row, open_request, retry_wait, sh
 from daemon.errors import CltoolError
 from daemon.monitoring.drift_pass import drift_report
 from daemon.promotion import retention
+from daemon.state import parking
 from registry.evidence import EvaluationReport, PartReport
 from registry.gate import Decision, GatePolicy, decide
 from retrain.evaluation import Predictor
+from retrain.job import TrainingStopped, train
 from retrain.modeling import resolve_base
-from retrain.train import fine_tune
 from retrain.update import Teacher, prepare_update
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,15 @@ log = logging.getLogger(__name__)
 class CycleAborted(CltoolError):
     def __init__(self, cycle_id: str, step: str) -> None:
         super().__init__(f"cycle {cycle_id} stopped before {step} (shutdown requested); its batches stay pending")
+
+
+class TrainingPhaseError(CltoolError):
+    """Training itself failed (the child crashed, was killed or timed out, or raised): counted towards
+    parking the batches (`train.max_failures`), which an outage of MLflow or the store never is."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(f"{type(cause).__name__}: {cause}")
 
 
 @dataclass
@@ -62,9 +72,10 @@ def awaiting_data(ctx: Context) -> bool:
             and not ctx.store.events(types=[events.INGEST_ACCEPTED], after_id=decided.id))
 
 
-def maybe_run(ctx: Context, before_training: Callable[[], object] | None = None) -> CycleResult | None:
-    """The scheduler's cycle job: run when the trigger policy says so (`before_training`: see run_cycle)."""
-    pending = ctx.store.list_batches(pending=True)
+def maybe_run(ctx: Context, before_training: Callable[[], object] | None = None,
+              notify: Callable[[dict[str, Any]], None] | None = None) -> CycleResult | None:
+    """The scheduler's cycle job: run when the trigger policy says so (`before_training`, `notify`: see run_cycle)."""
+    pending = parking.pending(ctx.store)
     last = ctx.store.last_event(events.CYCLE_FINISHED)
     requester = requested_by(ctx)
     if requester is None and awaiting_data(ctx):
@@ -80,15 +91,16 @@ def maybe_run(ctx: Context, before_training: Callable[[], object] | None = None)
     if requester is None and wait > 0:
         log.debug("no cycle: %d failed in a row, retrying in %.0f s", failures, wait)
         return None
-    return run_cycle(ctx, verdict.reason, before_training)
+    return run_cycle(ctx, verdict.reason, before_training, notify)
 
 
-def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] | None = None) -> CycleResult:
-    """One cycle over the pending batches. `before_training` runs once they are chosen: the daemon
-    scores drift there, so a batch recorded (say by `cltool ingest`) after its last drift pass is
-    still scored before it is learned."""
+def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] | None = None,
+              notify: Callable[[dict[str, Any]], None] | None = None) -> CycleResult:
+    """One cycle over the pending batches (parked ones left out). `before_training` runs once they are
+    chosen: the daemon scores drift there, so a batch recorded (say by `cltool ingest`) after its last
+    drift pass is still scored before it is learned. `notify` sends the alert when batches get parked."""
     s, store = ctx.settings, ctx.store
-    pending = store.list_batches(pending=True)
+    pending = parking.pending(store)
     if before_training is not None:
         before_training()
     cycle_id = f"c{ctx.clock().strftime('%Y%m%dT%H%M%S%f')}"
@@ -105,6 +117,11 @@ def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] 
     except CycleAborted as exc:
         store.append(events.CYCLE_ABORTED, str(exc), payload={"cycle_id": cycle_id})
         raise
+    except TrainingPhaseError as exc:
+        store.append(events.CYCLE_FAILED, str(exc), payload={
+            "cycle_id": cycle_id, "phase": "training", "batches": [b.batch_id for b in pending]})
+        parking.after_training_failure(store, pending, str(exc), s.train.max_failures, notify)
+        raise exc.cause from None
     except Exception as exc:
         store.append(events.CYCLE_FAILED, f"{type(exc).__name__}: {exc}", payload={"cycle_id": cycle_id})
         raise
@@ -135,8 +152,13 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     log.info("cycle %s: training from %s on %d new + %d replay rows (%d val)", cycle_id, origin, len(new_train),
              len(replay), len(update.val_rows))
     _enter(ctx, cycle_id, "training")
-    result = fine_tune(init, update.train_rows, update.val_rows, s.labels, work, s.train,
+    try:
+        result = train(init, update.train_rows, update.val_rows, s.labels, work, s.train,
                        max_length=s.model.max_length, should_stop=ctx.stop.is_set)
+    except TrainingStopped:
+        raise CycleAborted(cycle_id, "the end of training") from None
+    except Exception as exc:
+        raise TrainingPhaseError(exc) from exc
     failpoints.hit("cycle.after_training")
     _enter(ctx, cycle_id, "evaluation")
 

@@ -16,6 +16,7 @@ from daemon import events
 from daemon.context import Context
 from daemon.monitoring.drift_pass import SCORED
 from daemon.promotion.aliases import AUTO_ROLLBACK_ACTOR
+from daemon.state import parking
 from daemon.state.store import Event
 from daemon.telemetry import HealthServer, Metrics, WebhookSink
 from daemon.telemetry.metrics import SUCCESSFUL_OUTCOMES
@@ -56,6 +57,7 @@ class Telemetry:
                 self._apply(event)
                 self._after_id = event.id
             self.metrics.inbox_backlog(len(self.ctx.inbox.waiting()))
+            self.metrics.parked_batches(len(parking.parked(self.ctx.store)))
 
     def _apply(self, e: Event) -> None:
         m = self.metrics

@@ -74,6 +74,8 @@ class Metrics:
         self._job_misfires = Counter("cltool_scheduler_job_misfires", "Scheduler jobs skipped as too late.",
                                      ["job_id"], registry=r)
         self._quarantined = Counter("cltool_quarantined_files", "Inbox files moved to quarantine.", registry=r)
+        self._parked = Gauge("cltool_parked_batches", "Batches set aside after train.max_failures training "
+                             "failures in a row (`cltool retrain` unparks them).", registry=r)
         # Pre-create the fixed label sets so every series exists at 0 from the first scrape;
         # otherwise rate()/increase() miss the first increment.
         for outcome in CYCLE_OUTCOMES:
@@ -132,6 +134,9 @@ class Metrics:
 
     def inbox_backlog(self, files: int) -> None:
         self._backlog.set(files)
+
+    def parked_batches(self, batches: int) -> None:
+        self._parked.set(batches)
 
     def job_error(self, job: str) -> None:
         self._job_errors.labels(job_id=job).inc()

@@ -31,6 +31,7 @@ def env(tmp_path_factory):
                        # The default training recipe; shorter texts and a lower trigger for small batches.
                        CLTOOL_MODEL__MAX_LENGTH="48", CLTOOL_TRIGGER__MIN_NEW_ROWS="50",
                        CLTOOL_TRIGGER__POLL_SECONDS="1")
+    environment.pop("CLTOOL_TRAIN__LAUNCHER", None)  # the default: every cycle trains in a supervised child
     tweets = pd.concat([pd.read_csv(DEMO / "01-tweets.csv"), pd.read_csv(DEMO / "02-tweets.csv")], ignore_index=True)
     for name, (start, stop) in {"b1.csv": (0, 400), "b2.csv": (400, 700), "b3.csv": (700, 950)}.items():
         tweets.iloc[start:stop].to_csv(root / name, index=False)

@@ -32,8 +32,10 @@ MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
 def clean_environ() -> dict[str, str]:
     """os.environ without MLflow's URI variables: in-process tests earlier in the session set them
-    (mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI), and a child must get only the URIs it is given."""
-    return {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    (mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI), and a child must get only the URIs it is given; nor the tests' inline training: production trains
+    in a child, as by default."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "CLTOOL_TRAIN__LAUNCHER")}
 
 
 def free_port() -> int:

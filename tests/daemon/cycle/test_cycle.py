@@ -132,7 +132,7 @@ def test_a_failing_cycle_is_recorded_and_leaves_batches_pending(ctx, tmp_path, m
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("daemon.cycle.run.fine_tune", broken)
+    monkeypatch.setattr("daemon.cycle.run.train", broken)
     with pytest.raises(RuntimeError):
         run_cycle(ctx, "test")
     failed = ctx.store.last_event("cycle.failed")
