@@ -29,10 +29,10 @@ pytestmark = pytest.mark.integration
 QUICK = {**TOY_CONFIG, "epochs": 2}
 
 
-def children() -> list[psutil.Process]:
-    """This test process's training children (and their workers) still alive."""
+def training_children(root: psutil.Process | None = None) -> list[psutil.Process]:
+    """The training children (and their workers) of `root` (this test process) still alive."""
     found = []
-    for p in psutil.Process().children(recursive=True):
+    for p in (root or psutil.Process()).children(recursive=True):
         try:
             if "retrain.job" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
                 found.append(p)
@@ -56,14 +56,14 @@ def in_background(fn):
     return out, thread
 
 
-def wait_for(predicate, timeout: float = 120.0):
+def wait_for(predicate, timeout: float = 120.0, what: str = "it"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = predicate()
         if found:
             return found
         time.sleep(0.1)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_child_trains_and_hands_back_a_model(tiny_model_dir, train_rows, val_rows, labels, tmp_path):
@@ -75,7 +75,7 @@ def test_the_child_trains_and_hands_back_a_model(tiny_model_dir, train_rows, val
     assert body["labels"] == labels and body["max_length"] == 16 and body["config"]["epochs"] == 2
     predictor = Predictor(result.model_dir, device="cpu", max_length=16)
     assert predictor.labels == labels and len(predictor.predict(["a text"])[0]) == 1
-    assert children() == []
+    assert training_children() == []
 
 
 def test_an_exception_in_the_child_is_raised_with_its_message(tiny_model_dir, train_rows, labels, tmp_path):
@@ -90,21 +90,21 @@ def test_a_sigkilled_child_is_a_failure_naming_the_signal(tiny_model_dir, train_
     config = TrainConfig(**{**TOY_CONFIG, "epochs": 100})  # long enough to be killed while it trains
     out, thread = in_background(lambda: train(tiny_model_dir, train_rows, None, labels, tmp_path, config,
                                               max_length=16))
-    victim = wait_for(lambda: children())[0]
+    victim = wait_for(lambda: training_children())[0]
     wait_for(lambda: STARTED_LINE in (tmp_path / "job" / "train.log").read_text())
     victim.kill()
     thread.join(60)
     error = out["error"]
     assert isinstance(error, TrainingFailed) and error.exit_code == -9
     assert "killed by SIGKILL (what the kernel's out-of-memory killer sends)" in str(error)
-    assert children() == []
+    assert training_children() == []
 
 
 def test_a_child_past_its_timeout_is_killed(tiny_model_dir, train_rows, labels, tmp_path):
     config = TrainConfig(**{**TOY_CONFIG, "epochs": 100, "timeout_seconds": 0.5})
     with pytest.raises(TrainingTimedOut, match="timed out after train.timeout_seconds 0.5"):
         train(tiny_model_dir, train_rows, None, labels, tmp_path, config, max_length=16)
-    assert children() == []
+    assert training_children() == []
 
 
 def test_a_stop_request_ends_training_at_a_step_without_a_model(tiny_model_dir, train_rows, labels, tmp_path):
@@ -120,7 +120,7 @@ def test_a_stop_request_ends_training_at_a_step_without_a_model(tiny_model_dir, 
     # Exit 3: the child's SIGTERM handler stopped it at a step's end (a SIGKILL after the grace would be -9).
     assert isinstance(error, TrainingStopped) and error.exit_code == STOPPED_EXIT
     assert not (tmp_path / "job" / "result.json").exists() and not (tmp_path / "job" / "out" / "model").exists()
-    assert children() == []
+    assert training_children() == []
 
 
 def test_the_accelerate_command_line():
@@ -141,4 +141,4 @@ def test_two_processes_on_cpu_train_over_gloo_and_rank_0_writes(tiny_model_dir, 
     assert f"{STARTED_LINE} " in log and "rank 0)" in log and "rank 1)" in log  # two processes ran
     assert list((tmp_path / "job").glob("error*.json")) == []
     assert Predictor(result.model_dir, device="cpu", max_length=16).labels == labels
-    assert result.epochs_run == 2 and children() == []
+    assert result.epochs_run == 2 and training_children() == []

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 
 import psutil
 import pytest
@@ -22,6 +21,7 @@ from daemon.state import parking
 from daemon.telemetry.exporter import Telemetry
 from retrain.job import STARTED_LINE, TrainingFailed
 from tests.daemon.test_crash_points import CLTOOL, State, tiny_base  # noqa: F401 (fixture)
+from tests.retrain.test_job import training_children, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,27 +29,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(autouse=True)
 def _in_a_child(monkeypatch):
     monkeypatch.delenv("CLTOOL_TRAIN__LAUNCHER", raising=False)  # the default launcher, `process`
-
-
-def training_children(root: psutil.Process) -> list[psutil.Process]:
-    found = []
-    for p in root.children(recursive=True):
-        try:
-            if "retrain.job" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_daemon(state: State) -> subprocess.Popen:
