@@ -244,8 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job_dir = Path(args[0]).resolve()
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
+    # No time stamp: the supervisor's log line has its own.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=f"rank{rank} %(levelname)s %(name)s: %(message)s")
+    for name in ("datasets", "transformers", "filelock", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Every checkpoint load lists the layers a tensor-parallel plan did not shard (1.4 kB); none is sharded here.
+    logging.getLogger("transformers.distributed.tensor_parallel").setLevel(logging.ERROR)
     asked: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: asked.append(signum))
     print(f"{STARTED_LINE} (pid {os.getpid()}, rank {rank})", file=sys.stderr, flush=True)  # SIGTERM stops it now
