@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from daemon import events
 from daemon.cli.main import cli
-from daemon.cli.status import collect
+from daemon.cli.status import collect, render
 from daemon.cycle.run import run_cycle
 from daemon.state import parking
 from daemon.telemetry.exporter import Telemetry
@@ -101,6 +101,7 @@ def test_batches_failing_training_max_failures_times_are_parked_until_retrain(tm
     assert parking.pending(ctx.store) == []  # the cycle job no longer picks it
     status = collect(ctx)
     assert status["pending_batches"] == [] and status["parked"][0]["batch_id"] == batch.batch_id
+    assert f"parked: 1 batches ({batch.batch_id})" in render(status) and "cltool retrain" in render(status)
     telemetry.refresh()
     assert telemetry.metrics.registry.get_sample_value("cltool_parked_batches") == 1.0
 
