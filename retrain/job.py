@@ -44,8 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOB, TRAIN, VAL, RESULT, ERROR, LOG, OUT = "job.json", "train.parquet", "val.parquet", "result.json", "error.json", \
-    "train.log", "out"
+JOB, TRAIN, VAL, RESULT, LOG, OUT = "job.json", "train.parquet", "val.parquet", "result.json", "train.log", "out"
 STOPPED_EXIT = 3  # the child stopped early because it was asked to (SIGTERM)
 STOP_GRACE_SECONDS = 15.0  # after SIGTERM, before SIGKILL
 POLL_SECONDS = 0.5
@@ -84,20 +83,20 @@ def train(init: str | Path, train_rows: pd.DataFrame, val_rows: pd.DataFrame | N
 
         return fine_tune(init, train_rows, val_rows, labels, out_dir, config, max_length=max_length,
                          should_stop=should_stop)
+    if config.num_processes > 1 and config.launcher != "accelerate":
+        log.warning("train.num_processes %d is used only with train.launcher = 'accelerate': training in one "
+                    "process", config.num_processes)
     job_dir = write_job(Path(out_dir) / "job", init, train_rows, val_rows, labels, config, max_length)
     return run_job(job_dir, config, should_stop=should_stop or (lambda: False), python=python)
 
 
 def write_job(job_dir: Path, init: str | Path, train_rows: pd.DataFrame, val_rows: pd.DataFrame | None,
               labels: list[str], config: TrainConfig, max_length: int) -> Path:
-    job_dir.mkdir(parents=True, exist_ok=True)
-    for name in (RESULT, ERROR, LOG):
-        (job_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(job_dir, ignore_errors=True)  # an earlier job's result or errors must not be read as this one's
+    job_dir.mkdir(parents=True)
     _rows(train_rows).to_parquet(job_dir / TRAIN, index=False)
     if val_rows is not None and len(val_rows):
         _rows(val_rows).to_parquet(job_dir / VAL, index=False)
-    else:
-        (job_dir / VAL).unlink(missing_ok=True)
     spec = {"init": str(init), "labels": list(labels), "config": config.model_dump(mode="json"),
             "max_length": max_length}
     (job_dir / JOB).write_text(json.dumps(spec, indent=1), encoding="utf-8")

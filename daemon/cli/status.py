@@ -83,8 +83,9 @@ def render(data: dict[str, Any]) -> str:
     lines.append(f"pending: {data['pending_rows']} new train rows in {len(data['pending_batches'])} batches; "
                  f"{data['inbox_waiting']} files in the inbox")
     if data.get("parked"):
+        latest = max(data["parked"], key=lambda p: p["since"])
         lines.append(f"parked: {len(data['parked'])} batches ({', '.join(p['batch_id'] for p in data['parked'])}) "
-                     f"since {data['parked'][-1]['since']}: {data['parked'][-1]['reason']}")
+                     f"since {latest['since']}: {latest['reason']}")
     last = data["last_decision"]
     if last:
         version = f"v{last['version']} " if last["version"] else ""
