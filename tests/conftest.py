@@ -17,8 +17,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 for _name in list(os.environ):  # a developer's own cltool settings must not leak into tests
     if _name.startswith("CLTOOL_"):
         del os.environ[_name]
-# Most tests train inside their own process: a child per cycle costs another interpreter's import of torch
-# and transformers (6.0 s idle here: `time .venv/bin/python -c "import retrain.train, pandas"`) per cycle. The child-process launcher, the daemon's
-# default, is exercised where it is the point: tests/retrain/test_job.py, tests/daemon/cycle/
-# test_training_child.py, the CLI end-to-end tour and the production tests, which drop this variable.
+# Most tests train inside their own process: a child per cycle costs another interpreter's import of
+# torch and transformers (6.0 s idle here: `time .venv/bin/python -c "import retrain.train, pandas"`).
+# The child-process launcher, the daemon's default, is exercised where it is the point:
+# tests/retrain/test_job.py, tests/daemon/cycle/test_training_child.py, the CLI end-to-end tour and the
+# production tests, which drop this variable.
 os.environ["CLTOOL_TRAIN__LAUNCHER"] = "inline"
