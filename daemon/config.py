@@ -136,6 +136,40 @@ class ObserveSection(_Section):
     webhook_retries: int = Field(3, ge=0, le=20, description="Retries of a failed POST, with exponential backoff.")
 
 
+
+class ServeSection(_Section):
+    """`cltool serve`: the champion behind an HTTP JSON API, and the live-traffic monitors the daemon runs."""
+
+    host: str = Field("127.0.0.1", min_length=1,
+                      description="Address `cltool serve` listens on (0.0.0.0 exposes it beyond this host).")
+    port: int = Field(8085, ge=0, le=65535, description="Port `cltool serve` listens on (0 = any free port).")
+    token: str = Field("", description="Bearer token every request but /healthz and /readyz must carry "
+                                       "(`Authorization: Bearer ...`); empty = none. Set it through "
+                                       "CLTOOL_SERVE__TOKEN rather than the file; never logged.")
+    poll_seconds: float = Field(10.0, gt=0, le=3600,
+                                description="How often the server asks the registry where @champion points.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused (413).")
+    max_texts: int = Field(256, ge=1, le=100_000, description="Most texts one request may carry (413 above).")
+    max_batch: int = Field(32, ge=1, le=4096, description="Dynamic batching: texts of concurrent requests run "
+                                                         "through the model together, up to this many.")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="Dynamic batching: how long the first request "
+                                                                  "of a batch waits for others to join it.")
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="fp32, or int8: dynamic int8 quantisation of the Linear layers on the CPU (faster; "
+                            "flips a few predictions: bench/results/serve.md has both figures).")
+    sample_rate: float = Field(1.0, ge=0, le=1, description="Share of served texts recorded (with prediction and "
+                                                            "source) for the live monitors; 0 = none.")
+    live_window_minutes: float = Field(60.0, gt=0, description="Live monitors: the recent window scored.")
+    live_baseline_hours: float = Field(24.0, gt=0, description="Live monitors: the window before it, "
+                                                               "taken as normal.")
+    live_min_rows: int = Field(30, ge=5, description="Live monitors: fewer rows than this in a source's window "
+                                                    "(or its baseline) and the source is not scored. The surge "
+                                                    "test takes drift.surge_label, drift.alpha, drift.surge_min_lift "
+                                                    "and drift.open_after/close_after, like the labeled batches.")
+    live_check_seconds: float = Field(300.0, gt=0, description="How often the daemon scores the live windows.")
+    retention_days: float = Field(30.0, gt=0, description="Recorded served texts older than this are deleted.")
+
+
 # URL settings that may carry a password (user:password@host).
 SECRET_URLS = (("store", "url"), ("mlflow", "tracking_uri"), ("mlflow", "artifact_location"))
 
@@ -168,6 +202,7 @@ class Settings(BaseSettings):
     log: LogSection = LogSection()
     drift: DriftSection = DriftSection()
     observe: ObserveSection = ObserveSection()
+    serve: ServeSection = ServeSection()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
@@ -201,6 +236,7 @@ class Settings(BaseSettings):
         for section, key in SECRET_URLS:
             data[section][key] = mask_url(data[section][key])
         data["observe"]["webhook_url"] = mask_url(data["observe"]["webhook_url"], keep_path=False)
+        data["serve"]["token"] = "***" if data["serve"]["token"] else ""
         return data
 
     @property

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,6 +78,8 @@ def open_context(settings: Settings, owner: str, clock: Callable[[], datetime] =
 class ModelCache:
     """Registered versions unpacked once under state/work/models/v<N>, reused by cycles and `predict`."""
 
+    STALE_PARTIAL_SECONDS = 6 * 3600  # a download folder this old was left by a crash
+
     def __init__(self, root: Path, registry: ModelRegistry) -> None:
         self.root, self.registry = root, registry
 
@@ -83,13 +87,22 @@ class ModelCache:
         target = self.root / f"v{version}"
         if (target / "config.json").is_file():
             return target
-        partial = self.root / f".v{version}.partial"
+        # A folder of this process's own: several processes may share the cache (the daemon's `predict`,
+        # `cltool serve` replicas on one host) and download the same version at once.
+        partial = self.root / f".v{version}.{os.getpid()}-{threading.get_ident()}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
-        unpacked = self.registry.download_model(version, partial)
-        shutil.rmtree(target, ignore_errors=True)
-        Path(unpacked).rename(target)  # a crash mid-download leaves a .partial folder, never a broken v<N>
-        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            unpacked = self.registry.download_model(version, partial)
+            if target.exists() and not (target / "config.json").is_file():
+                shutil.rmtree(target, ignore_errors=True)  # a broken folder left by an older cltool
+            try:
+                Path(unpacked).rename(target)  # a crash mid-download leaves a .partial folder, never a broken v<N>
+            except OSError:
+                if not (target / "config.json").is_file():  # not "another process was first": a real failure
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
         return target
 
     def evict(self, version: str) -> None:
@@ -99,5 +112,12 @@ class ModelCache:
         if not self.root.is_dir():
             return
         for folder in self.root.iterdir():
-            if folder.name.removeprefix("v") not in keep:
+            if folder.name.startswith("."):  # a download: another process's may be in flight
+                try:
+                    stale = time.time() - folder.stat().st_mtime > self.STALE_PARTIAL_SECONDS
+                except FileNotFoundError:
+                    continue
+                if stale:
+                    shutil.rmtree(folder, ignore_errors=True)
+            elif folder.name.removeprefix("v") not in keep:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -64,9 +64,20 @@ DEPENDENCY_RESTORED = "dependency.restored"
 # `cltool fsck --repair` (or the daemon at start-up) put something right; the payload says what and why.
 FSCK_REPAIRED = "fsck.repaired"
 
+# `cltool serve`: started, swapped in a new champion version, or could not load one (it keeps serving
+# the old one); `live.*`: the unlabeled monitors of served traffic (daemon/monitoring/live.py).
+SERVE_STARTED = "serve.started"
+SERVE_SWAPPED = "serve.swapped"
+SERVE_LOAD_FAILED = "serve.load_failed"
+LIVE_SCORED = "live.scored"
+LIVE_SURGE_OPENED = "live.surge_opened"
+LIVE_SURGE_CLOSED = "live.surge_closed"
+LIVE_EVENTS = (LIVE_SCORED, LIVE_SURGE_OPENED, LIVE_SURGE_CLOSED)
+
 # Bookkeeping an operator does not need in the log (`cltool status` and `history --all` show it).
 DEBUG = frozenset({CYCLE_PHASE})
 
 # Events an operator must notice: logged at WARNING (every event is logged once, when it is written).
 WARNINGS = frozenset({INGEST_QUARANTINED, CYCLE_FAILED, CYCLE_ABORTED, JOB_FAILED, JOB_MISSED, OBSERVE_FAILED,
-                      ROLLBACK, DRIFT_ALERT_OPENED, DEPENDENCY_LOST, FSCK_REPAIRED, BATCHES_PARKED})
+                      ROLLBACK, DRIFT_ALERT_OPENED, DEPENDENCY_LOST, FSCK_REPAIRED, BATCHES_PARKED,
+                      SERVE_LOAD_FAILED, LIVE_SURGE_OPENED})

@@ -29,6 +29,7 @@ from daemon.cycle.run import CycleAborted, awaiting_data, maybe_run
 from daemon.ingest.validate import FORMATS
 from daemon.monitoring import probation
 from daemon.monitoring.drift_pass import DriftMonitor
+from daemon.monitoring.live import LiveMonitor
 from daemon.state import parking
 from daemon.state.locks import DAEMON_LOCK, Locks
 from daemon.telemetry.exporter import Telemetry, make_sink
@@ -53,6 +54,7 @@ class Daemon:
         self.idle.set()
         self.scheduler: BlockingScheduler | None = None
         self.drift_monitor = DriftMonitor(ctx)
+        self.live_monitor = LiveMonitor(ctx)  # served traffic (`cltool serve`), unlabeled
         # Held by the cycle job from drift scoring until its cycle ends: a batch recorded between the
         # scoring and the cycle's choice of batches would be trained on without a drift verdict.
         # The inbox job skips its poll while it is held (files wait in the inbox meanwhile).
@@ -138,7 +140,7 @@ class Daemon:
             return
         trigger = self.ctx.settings.trigger
         telemetry = self.telemetry = Telemetry(self.ctx, probe=lambda: self.outages.probe(quick=True))
-        self.drift_monitor.notify = telemetry.notify
+        self.drift_monitor.notify = self.live_monitor.notify = telemetry.notify
         telemetry.refresh()  # counters replayed from the log before the first scrape
         telemetry.start()  # its `observe.listening` event names the URLs
         scheduler = BlockingScheduler(
@@ -153,6 +155,7 @@ class Daemon:
         scheduler.add_job(self.heartbeat, "interval", seconds=self.lease / 3, id="heartbeat")
         scheduler.add_job(telemetry.refresh, "interval", seconds=self.ctx.settings.observe.refresh_seconds,
                           id="monitor")
+        scheduler.add_job(self.live, "interval", seconds=self.ctx.settings.serve.live_check_seconds, id="live")
         if self.demo_feed is not None:
             scheduler.add_job(self.feed_demo, "interval", seconds=trigger.poll_seconds, id="feed", next_run_time=_now())
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -196,6 +199,11 @@ class Daemon:
         """Score new batches before any cycle trains on them (after training they would be the reference).
         Each verdict is an event, and so already one log line."""
         self.drift_monitor.check()
+
+    def live(self) -> None:
+        """Score what `cltool serve` answered lately (nothing when nothing was served); a surge it opens or
+        closes is an event and a webhook message."""
+        self.live_monitor.check()
 
     def cycle(self) -> None:
         if self.ctx.stop.is_set():

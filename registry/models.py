@@ -175,6 +175,11 @@ class ModelRegistry:
         aliases = self._alias_map()
         return [self._info(mv, aliases, with_metrics) for mv in versions]
 
+    def alias_version(self, alias: str) -> str | None:
+        """The version `alias` points at, in one registry call (what `cltool serve` polls)."""
+        self._check_alias(alias)
+        return self._alias_map().get(alias)
+
     def get_alias(self, alias: str) -> VersionInfo | None:
         self._check_alias(alias)
         version = self._alias_map().get(alias)

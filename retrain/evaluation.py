@@ -7,6 +7,7 @@ the reports are plain JSON so they can go straight into MLflow and the event log
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,12 @@ class Predictor:
         batch_size: int = 64,
         max_length: int = MAX_LENGTH,
         bf16: bool = False,
+        int8: bool = False,
     ) -> None:
         """`bf16`: run the forward passes under bf16 autocast (faster on CPUs with AVX512-BF16/AMX and
-        on GPUs; scores can differ from fp32 in the last digits)."""
+        on GPUs; scores can differ from fp32 in the last digits). `int8`: dynamic int8 quantisation of the
+        Linear layers (CPU only; `cltool serve` with serve.precision = "int8": bench/serve.py measures its
+        speed and how many predictions it flips)."""
         self.model_dir = Path(model_dir)
         self.bf16 = bf16
         self.device = resolve_device(device)
@@ -49,6 +53,12 @@ class Predictor:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
             self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir)
         self.model.to(self.device).eval()
+        if int8:
+            if self.device != "cpu":
+                raise ValueError(f"int8 dynamic quantisation runs on the CPU, not on {self.device}")
+            with warnings.catch_warnings():  # torch deprecates the quantized-tensor API in favour of torchao
+                warnings.simplefilter("ignore")
+                self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
         id2label = self.model.config.id2label
         self.labels: list[str] = [id2label[i] for i in range(len(id2label))]
 

@@ -153,6 +153,9 @@ def test_deploy_files_start_real_cli_commands():
     }
     assert started == dict.fromkeys(started, "run")
     assert "run" in cli.commands
+    serve_unit = (DEPLOY / "systemd" / "cltool-serve.service").read_text().splitlines()
+    exec_start = next(line.removeprefix("ExecStart=") for line in serve_unit if line.startswith("ExecStart="))
+    assert shlex.split(exec_start)[-1] == "serve" and "serve" in cli.commands
 
 
 def test_kubernetes_runs_the_image_as_its_own_user():

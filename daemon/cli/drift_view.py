@@ -14,6 +14,7 @@ from typing import Any
 from daemon.context import Context
 from daemon.drift.suite import DETECTORS
 from daemon.errors import CltoolError
+from daemon.events import LIVE_SCORED, LIVE_SURGE_CLOSED, LIVE_SURGE_OPENED
 from daemon.monitoring.drift_pass import CLOSED, DRIFT_EVENTS, OPENED, SCORED, SKIPPED
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -68,14 +69,52 @@ def collect(ctx: Context, since: datetime | None = None, limit: int = 500) -> di
         "alert_changes": [{"event": e.type, "at": e.at.isoformat(), "batch_id": e.batch_id, "reason": e.reason,
                            **e.payload} for e in events if e.type in (OPENED, CLOSED)][-20:],
         "timeline": timeline,
+        "live": _live(ctx, since),
     }
 
 
+def _live(ctx: Context, since: datetime | None) -> dict[str, Any] | None:
+    """The latest reading of served traffic (`cltool serve`, daemon/monitoring/live.py) and its surges."""
+    last = ctx.store.last_event(LIVE_SCORED)
+    if last is None or (since is not None and last.at < since):
+        return None
+    changes = ctx.store.events(types=(LIVE_SURGE_OPENED, LIVE_SURGE_CLOSED), since=since)[-20:]
+    p = last.payload
+    return {"at": last.at.isoformat(), "summary": last.reason, "window": p["window"], "surge_label": p["surge_label"],
+            "sources": p["sources"], "prediction_mix": p.get("prediction_mix"), "confidence": p.get("confidence"),
+            "estimate": p.get("estimate"),
+            "open_alerts": [name for name, r in p["sources"].items() if r.get("alert") == "open"],
+            "alert_changes": [{"event": e.type, "at": e.at.isoformat(), "reason": e.reason} for e in changes]}
+
+
+def _render_live(live: dict[str, Any] | None) -> list[str]:
+    if live is None:
+        return []
+    lines = [f"served traffic ({live['at'][:19]}): {live['summary']}",
+             f"  {'source':<16}{'texts':>7}{live['surge_label'] + ' share':>17}{'baseline':>10}  {'p':>8}  alert"]
+    for name, r in live["sources"].items():
+        baseline = f"{r['baseline_share']:>10.1%}" if r.get("scored") else f"{'-':>10}"
+        p_value = f"{r['p_value']:>8.2g}" if r.get("scored") else f"{'-':>8}"
+        alert = ("OPEN" if r.get("alert") == "open" else "ok") if r.get("scored") else "not scored"
+        lines.append(f"  {name:<16}{r['rows']:>7}{r['share']:>17.1%}{baseline}  {p_value}  {alert}")
+    mix, estimate = live.get("prediction_mix"), live.get("estimate")
+    if mix:
+        lines.append(f"  prediction mix: PSI {mix['psi']:.3f} (p={mix['p_value']:.2g}) "
+                     f"{'DRIFTED' if mix['drifted'] else 'steady'}")
+    if estimate:
+        calibrated = f"T={estimate['temperature']:.2f}" if estimate["calibrated"] else "uncalibrated"
+        lines.append(f"  estimated macro-F1 of v{estimate['version']} without labels: {estimate['macro_f1']:.3f} "
+                     f"[{estimate['low']:.3f}, {estimate['high']:.3f}] on {estimate['rows']} texts ({calibrated})")
+    lines += [f"  {c['at'][:19]} {c['reason']}" for c in live["alert_changes"][-5:]]
+    return lines
+
+
 def render(data: dict[str, Any]) -> str:
+    live = _render_live(data.get("live"))
     if not data["detectors"]:
         skipped = data["skipped_batches"]
         why = f"; last skip: {skipped[-1]['reason']}" if skipped else ""
-        return f"no drift results yet{' since ' + data['since'] if data['since'] else ''}{why}"
+        return "\n".join([f"no drift results yet{' since ' + data['since'] if data['since'] else ''}{why}", *live])
     ref = data["reference"] or {}
     lines = [f"drift: {data['scored_batches']} batches scored; reference {ref.get('mode')} "
              f"(champion v{ref.get('champion_version')}, {ref.get('rows')} rows of {ref.get('batches')} batches)",
@@ -88,7 +127,7 @@ def render(data: dict[str, Any]) -> str:
         lines.append("recent alert changes:")
         lines += [f"  {c['at'][:19]} {c['reason']}"
                   for c in data["alert_changes"][-5:]]
-    return "\n".join(lines)
+    return "\n".join(lines + live)
 
 
 def plot(data: dict[str, Any], path: Path) -> Path:

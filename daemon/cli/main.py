@@ -27,7 +27,7 @@ from daemon.errors import (
 )
 
 HIDDEN_BY_DEFAULT = {events.ALIAS_SYNCED, events.CYCLE_STARTED, events.CYCLE_PHASE, events.DEMO_FED, events.WATCH_SCORED,
-                     events.DRIFT_SCORED, events.JOB_MISSED, events.OBSERVE_LISTENING}
+                     events.DRIFT_SCORED, events.JOB_MISSED, events.OBSERVE_LISTENING, events.LIVE_SCORED}
 
 
 def _actor() -> str:
@@ -341,6 +341,30 @@ def predict(obj, texts: tuple[str, ...], as_json: bool) -> None:
     rows = [{"text": t, "label": predictor.labels[i], "score": round(float(p[i]), 4), "version": champion.version}
             for t, i, p in zip(texts, ids, probs)]
     _emit(rows, as_json, "\n".join(f"{r['label']:<9} {r['score']:.3f}  {r['text']}" for r in rows))
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default serve.host, 127.0.0.1; 0.0.0.0 exposes it).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port to listen on (default serve.port, 8085; 0 = any).")
+@click.pass_obj
+@_fail_cleanly
+def serve(obj, host: str | None, port: int | None) -> None:
+    """Serve the champion over HTTP until Ctrl-C or SIGTERM, following the alias as it moves.
+
+    POST /predict {"texts": [...], "source": "..."} answers the model version and, per text, the label, its
+    score and every class's probability; POST /invocations takes MLflow's scoring formats. GET /healthz,
+    /readyz (503 until a version is loaded) and /metrics (Prometheus). Every serve.poll_seconds the server
+    asks where @champion points; a new version is loaded beside the served one and swapped in between two
+    batches, and one that fails to load is not swapped in (the old one goes on; alert serve.load_failed).
+    A sample of served texts (serve.sample_rate) is recorded for the daemon's live monitors."""
+    from daemon.serving.server import Server
+
+    server = Server(_context(obj, "serve"), host=host, port=port)
+    sock = server.bind()
+    where = f"http://{server.bound[0]}:{server.bound[1]}"
+    click.echo(f"cltool serve: listening on {where} (POST /predict, /invocations; GET /healthz, /readyz, /metrics)"
+               + ("; bearer token required" if server.ctx.settings.serve.token else ""), err=True)
+    server.run(sock)
 
 
 @cli.command()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from daemon import events, failpoints
@@ -26,6 +27,7 @@ from daemon.promotion import retention
 from daemon.state import parking
 from registry.evidence import EvaluationReport, PartReport
 from registry.gate import Decision, GatePolicy, decide
+from retrain.calibration import fit_temperature
 from retrain.evaluation import Predictor
 from retrain.job import TrainingStopped, train
 from retrain.modeling import resolve_base
@@ -129,6 +131,15 @@ def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] 
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _temperature(candidate: Predictor, val_rows: pd.DataFrame, labels: list[str]) -> float:
+    """The candidate's softmax temperature fitted on the validation rows: what `cltool serve`'s traffic
+    is recalibrated with before the live monitor estimates macro-F1 without labels."""
+    if val_rows.empty:
+        return 1.0
+    _, probs = candidate.predict(val_rows["text"].tolist())
+    return fit_temperature(probs, np.array([labels.index(label) for label in val_rows["label"]]))
+
+
 def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -> CycleResult:
     s = ctx.settings
     champion = ctx.registry.get_alias("champion")
@@ -173,6 +184,7 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     cl_report = _continual_report(ctx, champion.version if champion else None, cycle_id, fresh, regression,
                                   on_fresh, on_regression)
     metrics = {**metrics_of(summaries, on_fresh, on_regression, result, s.labels), **continual.flat_metrics(cl_report)}
+    metrics["calibration.temperature"] = _temperature(candidate, update.val_rows, s.labels)
     lineage = {
         "cycle_id": cycle_id, "trigger": trigger, "init_from": f"v{start}" if start else str(init),
         "continued_from_wait": bool(resume),

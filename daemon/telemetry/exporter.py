@@ -24,7 +24,8 @@ from daemon.telemetry.metrics import SUCCESSFUL_OUTCOMES
 log = logging.getLogger(__name__)
 
 COUNTED = (events.CYCLE_FINISHED, events.CYCLE_FAILED, events.CYCLE_ABORTED, events.PROMOTION, events.ROLLBACK,
-           events.ALIAS_SYNCED, events.JOB_FAILED, events.JOB_MISSED, events.INGEST_QUARANTINED, events.DRIFT_SCORED)
+           events.ALIAS_SYNCED, events.JOB_FAILED, events.JOB_MISSED, events.INGEST_QUARANTINED, events.DRIFT_SCORED,
+           events.LIVE_SCORED)
 
 
 def make_sink(ctx: Context) -> WebhookSink | None:
@@ -81,6 +82,8 @@ class Telemetry:
             m.quarantined()
         elif e.type == SCORED:
             self._drift(e.payload)
+        elif e.type == events.LIVE_SCORED:
+            self.metrics.served_traffic(e.payload)
 
     def _drift(self, payload: dict[str, Any]) -> None:
         for result in payload.get("results", []):

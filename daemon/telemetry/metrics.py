@@ -58,6 +58,7 @@ class Metrics:
         # The champion's live readings exist only once a champion has scored a batch: a 0 before that
         # would read as a broken model (and fire `cltool_live_macro_f1 < 0.80`), so they start absent.
         self._live: dict[str, Gauge] = {}
+        self._served: dict[str, Gauge] | None = None  # likewise, once the daemon has read served traffic
         self._champion = Gauge("cltool_champion_info", "1 for the model version that is champion now.",
                                ["version"], registry=r)
         self._cycles = Counter("cltool_cycles", "Retrain cycles finished, by outcome.", ["outcome"], registry=r)
@@ -131,6 +132,41 @@ class Metrics:
         if name not in self._live:
             self._live[name] = Gauge(name, documentation, registry=self.registry)
         self._live[name].set(value)
+
+    def served_traffic(self, payload: dict) -> None:
+        """The latest `live.scored` reading of what `cltool serve` answered (daemon/monitoring/live.py)."""
+        if self._served is None:
+            r = self.registry
+            self._served = {
+                "rows": Gauge("cltool_served_window_texts", "Texts served in the live window, by source "
+                              "(* = all).", ["source"], registry=r),
+                "share": Gauge("cltool_served_surge_share", "Share of the surge class (negative) among the "
+                               "window's predictions, by source.", ["source"], registry=r),
+                "baseline": Gauge("cltool_served_surge_baseline_share", "The same share in the baseline "
+                                  "before the window, by source.", ["source"], registry=r),
+                "open": Gauge("cltool_served_surge_open", "1 while a surge alert is open for the source.",
+                              ["source"], registry=r),
+            }
+        for source, reading in payload.get("sources", {}).items():
+            self._served["rows"].labels(source=source).set(reading["rows"])
+            self._served["share"].labels(source=source).set(reading["share"])
+            if reading.get("scored"):
+                self._served["baseline"].labels(source=source).set(reading["baseline_share"])
+            self._served["open"].labels(source=source).set(1 if reading.get("alert") == "open" else 0)
+        estimate = payload.get("estimate")
+        if estimate:
+            self._set_live("cltool_served_estimated_macro_f1", "Label-free macro-F1 estimate of the champion on "
+                           "served traffic (calibrated confidence).", estimate["macro_f1"])
+            self._set_live("cltool_served_estimated_macro_f1_low", "Lower bound of that estimate's interval.",
+                           estimate["low"])
+        window = (payload.get("confidence") or {}).get("window")
+        if window:
+            self._set_live("cltool_served_mean_confidence", "Mean top-class probability on served traffic.",
+                           window["mean_confidence"])
+        mix = payload.get("prediction_mix")
+        if mix:
+            self._set_live("cltool_served_prediction_mix_psi", "PSI of the served prediction mix against its "
+                           "baseline.", mix["psi"])
 
     def inbox_backlog(self, files: int) -> None:
         self._backlog.set(files)

@@ -58,6 +58,8 @@ def test_bootstrap_then_candidate_against_champion(ctx, tmp_path):
     info = ctx.registry.get_version("2")
     assert info.tags["cltool.decision"] == second.outcome and info.tags["cltool.parent_version"] == "1"
     assert "regression_macro_f1" in info.metrics and "champion_fresh_macro_f1" in info.metrics
+    # The softmax temperature fitted on the validation rows, for the live monitor's label-free estimate.
+    assert 0.05 <= info.metrics["calibration.temperature"] <= 20
     assert "candidate" in info.description and "Reasons" in info.description
     decision = ctx.store.last_event("decision")
     assert decision.version == "2" and decision.payload["outcome"] == second.outcome

@@ -56,14 +56,15 @@ def test_a_new_store_is_built_by_the_migrations(tmp_path):
     assert store.revision == schema.Revision(schema.head(), schema.head()) and not store.revision.behind
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == schema.head()
-    assert set(sa.inspect(store.engine).get_table_names()) == {"alembic_version", "batches", "rows", "events", "locks"}
+    assert set(sa.inspect(store.engine).get_table_names()) == {"alembic_version", "batches", "rows", "events", "locks",
+                                                               "served"}
 
 
 @pytest.mark.parametrize("stamped", [False, True], ids=["made-before-migrations", "stamped-0001"])
 def test_an_old_store_is_refused_then_upgraded_with_its_rows_moved_in(tmp_path, stamped):
     url, rows_dir = sqlite_url(tmp_path), tmp_path / "batches"
     old_store(url, rows_dir, BATCHES, stamped=stamped)
-    with pytest.raises(SchemaOutdatedError, match=r"revision 0001, this cltool needs 0002: start the daemon"):
+    with pytest.raises(SchemaOutdatedError, match=r"revision 0001, this cltool needs 0003: start the daemon"):
         StateStore(url)
     store = StateStore(url, refuse_outdated=False)
     assert store.revision.current == "0001" and store.revision.behind

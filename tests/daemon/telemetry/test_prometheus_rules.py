@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.serving.app import ServeMetrics
 from daemon.telemetry import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
@@ -44,7 +45,15 @@ def exposed_names() -> set[str]:
     metrics.live_macro_f1(0.8)  # the live readings appear once a champion has scored a batch
     metrics.live_accuracy(0.8)
     metrics.mean_confidence(0.8)
-    return {s.name for family in metrics.registry.collect() for s in family.samples}
+    metrics.served_traffic({"sources": {"*": {"rows": 40, "share": 0.5, "scored": True, "baseline_share": 0.2,
+                                              "alert": "open"}},
+                            "estimate": {"macro_f1": 0.7, "low": 0.6}, "confidence": {"window": {"mean_confidence": 0.8}},
+                            "prediction_mix": {"psi": 0.1}})
+    serving = ServeMetrics()  # `cltool serve`'s own /metrics
+    serving.requests.labels(route="predict", code="200")
+    serving.latency.labels(route="predict")
+    return {s.name for registry in (metrics.registry, serving.registry)
+            for family in registry.collect() for s in family.samples}
 
 
 def test_alert_rules_name_only_exposed_metrics():
@@ -52,7 +61,8 @@ def test_alert_rules_name_only_exposed_metrics():
     rules = [r for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]]
     assert {r["alert"] for r in rules} >= {"CltoolDataDrift", "CltoolNegativeSurge", "CltoolLiveMacroF1Low",
                                            "CltoolLiveMacroF1Dropped", "CltoolNoSuccessfulCycle",
-                                           "CltoolDown", "CltoolSchedulerJobErrors"}
+                                           "CltoolDown", "CltoolSchedulerJobErrors", "CltoolServedNegativeSurge",
+                                           "CltoolServeModelLoadFailing", "CltoolServeDown"}
     names = exposed_names()
     for rule in rules:
         assert rule["labels"]["severity"] in {"warning", "critical"}
@@ -66,7 +76,7 @@ def test_dashboard_is_valid_json_naming_only_exposed_metrics():
     assert {p["title"] for p in dashboard["panels"]} >= {
         "Drift score by detector", "Live macro-F1", "Cycles by outcome (per hour)",
         "Promotions and rollbacks (per day)", "Inbox backlog (files)", "Time since last successful cycle",
-        "Drifted batches by detector (before hysteresis)"}
+        "Drifted batches by detector (before hysteresis)", "Live sentiment per source (served, negative share)"}
     # The per-batch drift verdicts and the alert state built from them each have a panel.
     assert {m for e in exprs for m in METRIC.findall(e)} >= {"cltool_drift_window_drifted", "cltool_drift_state"}
     names = exposed_names()
