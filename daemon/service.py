@@ -11,6 +11,8 @@ next safe point and leaves its batches pending.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import shutil
 import signal
@@ -214,8 +216,10 @@ class Daemon:
             with self.intake:
                 self.repair_deferred()
                 self.drift()  # first, so that an alert it opens can request this very cycle
-                maybe_run(self.ctx, before_training=self.drift,
-                          notify=self.telemetry.notify if self.telemetry is not None else None)
+                ran = maybe_run(self.ctx, before_training=self.drift,
+                                notify=self.telemetry.notify if self.telemetry is not None else None)
+            if ran is not None:
+                trim_memory()
         except CycleAborted:
             pass  # its `cycle.aborted` event is the log line; the batches stay pending
         finally:
@@ -287,3 +291,13 @@ class StandbyStopped(Exception):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def trim_memory() -> None:
+    """Hand the heap a cycle freed back to the OS: glibc keeps freed arenas mapped, so an idle daemon
+    would go on holding the peak of its last evaluation (the candidate's and the champion's scoring)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to ask
+        pass

@@ -1,0 +1,114 @@
+"""How light is the daemon once idle, and how quick are the commands people type?
+
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.light --out bench/results/light
+
+Runs `cltool run --demo-feed data/demo` in a fresh folder on its defaults (training in the supervised
+child) until the log says every file was fed and no cycle is running, lets the daemon sit idle for
+--settle seconds, then samples its own resident memory (VmRSS of the daemon process, not its training
+children, which have exited) and CPU share over --idle seconds. With the daemon still running, as a
+user would, it times `cltool status` and `cltool predict` --repeats times each (wall clock of the whole
+command, medians). Writes light.json and light.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLTOOL = str(Path(sys.executable).parent / "cltool")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(args: list[str], env: dict[str, str], cwd: Path, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        done = subprocess.run([CLTOOL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+        times.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise RuntimeError(f"cltool {' '.join(args)}: {done.stderr[-500:]}")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/light"))
+    parser.add_argument("--settle", type=float, default=60)
+    parser.add_argument("--idle", type=float, default=60)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLTOOL_")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               MLFLOW_DISABLE_TELEMETRY="true")
+    with tempfile.TemporaryDirectory(prefix="bench-light-") as tmp:
+        root = Path(tmp)
+        subprocess.run([CLTOOL, "init", "--dir", str(root)], env=env, check=True, capture_output=True)
+        env["CLTOOL_CONFIG"] = str(root / "cltool.toml")
+        env["CLTOOL_OBSERVE__PORT"] = "0"
+        log_path = root / "daemon.log"
+        started = time.monotonic()
+        with log_path.open("w") as log:
+            daemon = subprocess.Popen([CLTOOL, "run", "--demo-feed", str(REPO / "data" / "demo")], env=env, cwd=root,
+                                      stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while "all 6 files fed" not in log_path.read_text():
+                if daemon.poll() is not None:
+                    raise RuntimeError(f"the daemon exited: {log_path.read_text()[-2000:]}")
+                time.sleep(5)
+            demo_minutes = (time.monotonic() - started) / 60
+            print(f"demo fed in {demo_minutes:.1f} min; settling {args.settle:.0f} s", flush=True)
+            time.sleep(args.settle)
+            cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+            samples = []
+            while time.monotonic() - t0 < args.idle:
+                samples.append(rss_mib(daemon.pid))
+                time.sleep(1)
+            cpu_share = (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - t0)
+            status = timed(["status"], env, root, args.repeats)
+            predict = timed(["predict", "Shares plunge after profit warning"], env, root, args.repeats)
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=300)
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                            cwd=REPO).stdout.strip()
+    result = {"commit": commit, "demo_minutes": demo_minutes, "idle_rss_mib_median": statistics.median(samples),
+              "idle_rss_mib_max": max(samples), "idle_cpu_share": cpu_share,
+              "status_seconds": status, "status_median": statistics.median(status),
+              "predict_seconds": predict, "predict_median": statistics.median(predict), "cpus": os.cpu_count()}
+    (args.out / "light.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = "\n".join([
+        "# The idle daemon and the quick commands", "",
+        f"Command: `HF_HUB_OFFLINE=1 .venv/bin/python -m bench.light --out {args.out}` (commit {commit}, "
+        f"{os.cpu_count()} CPUs; the demo took {demo_minutes:.1f} min).", "",
+        "| what | figure |", "|---|---|",
+        f"| daemon RSS, idle after the demo (median of {len(samples)} samples, 1/s) | "
+        f"{result['idle_rss_mib_median']:.0f} MiB (max {result['idle_rss_mib_max']:.0f}) |",
+        f"| daemon CPU, idle | {cpu_share:.2%} of one core |",
+        f"| `cltool status` (median of {args.repeats}) | {result['status_median']:.2f} s |",
+        f"| `cltool predict TEXT` (median of {args.repeats}) | {result['predict_median']:.2f} s |", ""])
+    (args.out / "light.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
