@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from retrain.modeling import build_tiny_model
+from tests.production.servers import wait_for
 
 CLTOOL = str(Path(sys.executable).parent / "cltool")
 LABELS = ["negative", "neutral", "positive"]
@@ -31,16 +32,6 @@ def http(url, path, body=None):
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def wait_for(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
