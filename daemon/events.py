@@ -70,9 +70,10 @@ SERVE_STARTED = "serve.started"
 SERVE_SWAPPED = "serve.swapped"
 SERVE_LOAD_FAILED = "serve.load_failed"
 LIVE_SCORED = "live.scored"
+LIVE_EMBEDDING_SCORED = "live.embedding_scored"
 LIVE_SURGE_OPENED = "live.surge_opened"
 LIVE_SURGE_CLOSED = "live.surge_closed"
-LIVE_EVENTS = (LIVE_SCORED, LIVE_SURGE_OPENED, LIVE_SURGE_CLOSED)
+LIVE_EVENTS = (LIVE_SCORED, LIVE_EMBEDDING_SCORED, LIVE_SURGE_OPENED, LIVE_SURGE_CLOSED)
 
 # Bookkeeping an operator does not need in the log (`cltool status` and `history --all` show it).
 DEBUG = frozenset({CYCLE_PHASE})

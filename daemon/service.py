@@ -220,6 +220,7 @@ class Daemon:
                                 notify=self.telemetry.notify if self.telemetry is not None else None)
             if ran is not None:
                 trim_memory()
+            self.live_monitor.check_embeddings()  # the champion's pass over served texts, when due
         except CycleAborted:
             pass  # its `cycle.aborted` event is the log line; the batches stay pending
         finally:

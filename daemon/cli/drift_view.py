@@ -14,7 +14,7 @@ from typing import Any
 from daemon.context import Context
 from daemon.drift.suite import DETECTORS
 from daemon.errors import CltoolError
-from daemon.events import LIVE_SCORED, LIVE_SURGE_CLOSED, LIVE_SURGE_OPENED
+from daemon.events import LIVE_EMBEDDING_SCORED, LIVE_SCORED, LIVE_SURGE_CLOSED, LIVE_SURGE_OPENED
 from daemon.monitoring.drift_pass import CLOSED, DRIFT_EVENTS, OPENED, SCORED, SKIPPED
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -79,10 +79,13 @@ def _live(ctx: Context, since: datetime | None) -> dict[str, Any] | None:
     if last is None or (since is not None and last.at < since):
         return None
     changes = ctx.store.events(types=(LIVE_SURGE_OPENED, LIVE_SURGE_CLOSED), since=since)[-20:]
+    embedded = ctx.store.last_event(LIVE_EMBEDDING_SCORED)
     p = last.payload
     return {"at": last.at.isoformat(), "summary": last.reason, "window": p["window"], "surge_label": p["surge_label"],
             "sources": p["sources"], "prediction_mix": p.get("prediction_mix"), "confidence": p.get("confidence"),
             "estimate": p.get("estimate"),
+            "embeddings": {"at": embedded.at.isoformat(), "reason": embedded.reason, **embedded.payload}
+            if embedded and (since is None or embedded.at >= since) else None,
             "open_alerts": [name for name, r in p["sources"].items() if r.get("alert") == "open"],
             "alert_changes": [{"event": e.type, "at": e.at.isoformat(), "reason": e.reason} for e in changes]}
 
@@ -105,6 +108,8 @@ def _render_live(live: dict[str, Any] | None) -> list[str]:
         calibrated = f"T={estimate['temperature']:.2f}" if estimate["calibrated"] else "uncalibrated"
         lines.append(f"  estimated macro-F1 of v{estimate['version']} without labels: {estimate['macro_f1']:.3f} "
                      f"[{estimate['low']:.3f}, {estimate['high']:.3f}] on {estimate['rows']} texts ({calibrated})")
+    if live.get("embeddings"):
+        lines.append(f"  {live['embeddings']['reason']} ({live['embeddings']['at'][:19]})")
     lines += [f"  {c['at'][:19]} {c['reason']}" for c in live["alert_changes"][-5:]]
     return lines
 

@@ -27,7 +27,8 @@ from daemon.errors import (
 )
 
 HIDDEN_BY_DEFAULT = {events.ALIAS_SYNCED, events.CYCLE_STARTED, events.CYCLE_PHASE, events.DEMO_FED, events.WATCH_SCORED,
-                     events.DRIFT_SCORED, events.JOB_MISSED, events.OBSERVE_LISTENING, events.LIVE_SCORED}
+                     events.DRIFT_SCORED, events.JOB_MISSED, events.OBSERVE_LISTENING, events.LIVE_SCORED,
+                     events.LIVE_EMBEDDING_SCORED}
 
 
 def _actor() -> str:

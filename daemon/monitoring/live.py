@@ -15,6 +15,11 @@ traffic (daemon/state/traffic.py) with the `serve.live_baseline_hours` before it
   into an expected macro-F1 with an interval (retrain/calibration.py).
 One `live.scored` event holds the reading (and the hysteresis positions, so a restart resumes them); the
 exporter turns it into gauges. Old traffic goes after `serve.retention_days`.
+
+**Embedding drift** needs the champion's forward pass over served texts, so it does not run in the
+`live` job: `check_embeddings` runs in the cycle job (where the daemon's models are used, one job at a
+time), at most once per `serve.live_check_seconds`. It embeds up to `drift.mmd_max_rows` texts of the
+window and of the baseline with the champion and runs the suite's MMD test (`live.embedding_scored`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 from daemon import events
 from daemon.context import Context
 from daemon.drift import Hysteresis
+from daemon.drift.embedding import EmbeddingMMDDetector
 from daemon.drift.labels import LabelMixDetector, NegativeSurgeDetector
 from daemon.state import traffic
 from daemon.state.store import Event
@@ -55,6 +61,7 @@ class LiveMonitor:
     def __init__(self, ctx: Context, notify: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.ctx, self.notify = ctx, notify
         self._alerts: dict[str, Hysteresis] | None = None
+        self._embedded_at: datetime | None = None
 
     def _hysteresis(self, source: str) -> Hysteresis:
         if self._alerts is None:  # resume where the last reading left each source
@@ -108,6 +115,40 @@ class LiveMonitor:
         for source, reading in changes:
             self._alert(source, reading)
         return event
+
+    def check_embeddings(self, now: datetime | None = None) -> Event | None:
+        """MMD of the champion's embeddings of the window's served texts against the baseline's; None when
+        it is not due, there is no champion, or either side has fewer than `serve.live_min_rows` texts."""
+        ctx, s, d = self.ctx, self.ctx.settings.serve, self.ctx.settings.drift
+        now = now or ctx.clock()
+        if self._embedded_at is None:
+            last = ctx.store.last_event(events.LIVE_EMBEDDING_SCORED)
+            self._embedded_at = last.at if last else datetime.min.replace(tzinfo=now.tzinfo)
+        if (now - self._embedded_at).total_seconds() < s.live_check_seconds:
+            return None
+        self._embedded_at = now  # also when skipped below: the next look is one period away
+        start = now - timedelta(minutes=s.live_window_minutes)
+        base_start = start - timedelta(hours=s.live_baseline_hours)
+        window = traffic.texts(ctx.store, start, now, d.mmd_max_rows)
+        baseline = traffic.texts(ctx.store, base_start, start, d.mmd_max_rows)
+        if min(len(window), len(baseline)) < s.live_min_rows:
+            return None
+        champion = ctx.registry.get_alias("champion")
+        if champion is None:
+            return None
+        predictor = ctx.predictor(champion.version)
+        _, _, reference = predictor.predict_and_embed(baseline)
+        _, _, current = predictor.predict_and_embed(window)
+        result = EmbeddingMMDDetector(d.alpha, d.mmd_permutations, d.mmd_max_rows, d.seed,
+                                      name="live_embedding_mmd").fit(reference).score(current)
+        payload = {"window": {"start": start.isoformat(), "end": now.isoformat(), "rows": len(window)},
+                   "baseline": {"start": base_start.isoformat(), "end": start.isoformat(), "rows": len(baseline)},
+                   "score": result.score, "threshold": result.threshold, "p_value": result.p_value,
+                   "drifted": result.drifted}
+        reason = (f"served texts' embeddings (champion v{champion.version}): MMD² {result.score:.4f}, "
+                  f"p={result.p_value:.3g}: {'DRIFTED' if result.drifted else 'steady'}")
+        return ctx.store.append(events.LIVE_EMBEDDING_SCORED, reason, version=champion.version, actor=LIVE_ACTOR,
+                                payload=payload)
 
     def _surge(self, source: str, window: Counter[str], baseline: Counter[str]) -> dict[str, Any]:
         s, d = self.ctx.settings.serve, self.ctx.settings.drift

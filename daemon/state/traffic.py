@@ -58,6 +58,14 @@ def scores(store: StateStore, start: datetime, end: datetime, version: str | Non
         return [json.loads(text) for text in conn.execute(query).scalars()]
 
 
+def texts(store: StateStore, start: datetime, end: datetime, limit: int) -> list[str]:
+    """The newest `limit` texts served in [start, end)."""
+    query = (sa.select(served.c.text).where(served.c.at >= start, served.c.at < end)
+             .order_by(served.c.id.desc()).limit(limit))
+    with store.engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
 def prune(store: StateStore, before: datetime) -> int:
     """Delete what was served before `before`; returns how many rows went."""
     with store.engine.begin() as conn:

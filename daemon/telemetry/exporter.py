@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 COUNTED = (events.CYCLE_FINISHED, events.CYCLE_FAILED, events.CYCLE_ABORTED, events.PROMOTION, events.ROLLBACK,
            events.ALIAS_SYNCED, events.JOB_FAILED, events.JOB_MISSED, events.INGEST_QUARANTINED, events.DRIFT_SCORED,
-           events.LIVE_SCORED)
+           events.LIVE_SCORED, events.LIVE_EMBEDDING_SCORED)
 
 
 def make_sink(ctx: Context) -> WebhookSink | None:
@@ -84,6 +84,8 @@ class Telemetry:
             self._drift(e.payload)
         elif e.type == events.LIVE_SCORED:
             self.metrics.served_traffic(e.payload)
+        elif e.type == events.LIVE_EMBEDDING_SCORED:
+            self.metrics.served_embeddings(e.payload)
 
     def _drift(self, payload: dict[str, Any]) -> None:
         for result in payload.get("results", []):

@@ -168,6 +168,13 @@ class Metrics:
             self._set_live("cltool_served_prediction_mix_psi", "PSI of the served prediction mix against its "
                            "baseline.", mix["psi"])
 
+    def served_embeddings(self, payload: dict) -> None:
+        """The latest `live.embedding_scored`: MMD of served texts' embeddings against the baseline."""
+        self._set_live("cltool_served_embedding_mmd", "MMD² of the champion's embeddings of served texts "
+                       "against the baseline window.", payload["score"])
+        self._set_live("cltool_served_embedding_drifted", "1 when that MMD test found drift (drift.alpha).",
+                       1 if payload["drifted"] else 0)
+
     def inbox_backlog(self, files: int) -> None:
         self._backlog.set(files)
 

@@ -135,3 +135,42 @@ def test_cltool_drift_shows_the_latest_served_reading(ctx, store):
     text = render(data)
     assert "served traffic" in text and "wire" in text and "OPEN" in text
     assert "estimated macro-F1 of v4 without labels" in text and "surge: negative news from wire" in text
+
+
+class Embedder:
+    """Embeds a text by its family: texts naming 'merger' sit far from the others."""
+
+    labels = LABELS
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_and_embed(self, texts):
+        self.calls += 1
+        rng = np.random.default_rng(len(texts))
+        emb = rng.normal(0, 1, (len(texts), 8)) + np.array([[4.0 if "merger" in t else 0.0] * 8 for t in texts])
+        probs = np.full((len(texts), 3), 1 / 3)
+        return probs.argmax(axis=1), probs, emb
+
+
+def test_served_texts_embeddings_drift_is_found_once_per_period(ctx, store):
+    embedder = Embedder()
+    ctx._predictors["4"] = embedder  # the champion, as the daemon's jobs share it
+    monitor = LiveMonitor(ctx)
+    serve(store, T0 - timedelta(hours=5), "wire", 80, 0.2)
+    serve(store, T0 - timedelta(minutes=30), "wire", 80, 0.2)
+    steady = monitor.check_embeddings(T0)
+    assert steady.type == events.LIVE_EMBEDDING_SCORED and not steady.payload["drifted"]
+    assert monitor.check_embeddings(T0 + timedelta(minutes=1)) is None  # not due yet: no second pass
+    assert embedder.calls == 2  # baseline and window, once
+    later = T0 + timedelta(hours=2)
+    traffic.record(store, [{"at": later - timedelta(minutes=10, seconds=i), "version": "4", "source": "wire",
+                            "text": f"merger talk {i}", "label": "neutral", "score": 0.5,
+                            "scores": {"negative": 0.2, "neutral": 0.5, "positive": 0.3}} for i in range(80)])
+    shifted = monitor.check_embeddings(later)
+    assert shifted.payload["drifted"] and "DRIFTED" in shifted.reason
+    assert shifted.payload["window"]["rows"] == 80
+    from daemon.cli.drift_view import collect, render
+
+    monitor.check(later)
+    assert "served texts' embeddings (champion v4): MMD²" in render(collect(ctx))

@@ -49,6 +49,7 @@ def exposed_names() -> set[str]:
                                               "alert": "open"}},
                             "estimate": {"macro_f1": 0.7, "low": 0.6}, "confidence": {"window": {"mean_confidence": 0.8}},
                             "prediction_mix": {"psi": 0.1}})
+    metrics.served_embeddings({"score": 0.01, "drifted": False})
     serving = ServeMetrics()  # `cltool serve`'s own /metrics
     serving.requests.labels(route="predict", code="200")
     serving.latency.labels(route="predict")
