@@ -95,7 +95,7 @@ def _render_live(live: dict[str, Any] | None) -> list[str]:
         return []
     lines = [f"served traffic ({live['at'][:19]}): {live['summary']}",
              f"  {'source':<16}{'texts':>7}{live['surge_label'] + ' share':>17}{'baseline':>10}  {'p':>8}  alert"]
-    for name, r in live["sources"].items():
+    for name, r in sorted(live["sources"].items(), key=lambda item: (item[0] != "*", item[0])):  # all first
         baseline = f"{r['baseline_share']:>10.1%}" if r.get("scored") else f"{'-':>10}"
         p_value = f"{r['p_value']:>8.2g}" if r.get("scored") else f"{'-':>8}"
         alert = ("OPEN" if r.get("alert") == "open" else "ok") if r.get("scored") else "not scored"
