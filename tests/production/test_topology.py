@@ -156,3 +156,64 @@ def test_a_wrong_password_is_one_clear_error(prod, mlflow_server):
     done = cltool(prod, "stranger", "status", ok=False, env={"MLFLOW_TRACKING_PASSWORD": "wrong"})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "refused" in done.stderr and "UNAUTHENTICATED" in done.stderr and "MLFLOW_TRACKING_PASSWORD" in done.stderr
+
+
+def test_cltool_serve_on_another_host_serves_the_champion_from_the_server(prod, mlflow_server):
+    """`cltool serve` with an empty state folder, the MLflow server (as cltool's non-admin user) and the
+    PostgreSQL store: it loads @champion from the server, wants its bearer token, and records what it
+    served in PostgreSQL."""
+    import signal
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    import sqlalchemy as sa
+
+    from tests.production.servers import wait_for
+
+    root, environment = prod
+    champion = as_json(prod, "serve-host", "status")["champion"]["version"]
+    folder = root / "serve-host"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = "Serve-Token-5"
+    env = {**environment, "CLTOOL_SERVE__TOKEN": token, "CLTOOL_SERVE__PORT": str(port),
+           "CLTOOL_SERVE__POLL_SECONDS": "1"}
+    log = (folder / "serve.log").open("w")
+    server = subprocess.Popen([CLTOOL, "--state-dir", str(folder / "state"), "serve"], cwd=folder, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+
+    def call(path, body=None, bearer=token):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                         headers={"Authorization": f"Bearer {bearer}"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except OSError:
+            return None, None
+
+    try:
+        ready = wait_for(lambda: (r := call("/readyz"))[0] == 200 and r[1], 180, "cltool serve to load the champion")
+        assert ready["model_version"] == champion
+        status, body = call("/predict", {"texts": ["plunge loss item 7"], "source": "wire"})
+        assert status == 200 and body["model_version"] == champion
+        assert body["predictions"][0]["label"] in LABELS
+        assert call("/predict", {"texts": ["x"]}, bearer="wrong")[0] == 401
+        time.sleep(2)  # the recorder writes once a second
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+        log.close()
+    output = (folder / "serve.log").read_text()
+    assert code == 0, output[-3000:]
+    assert token not in output and not list((folder / "state").rglob("mlartifacts"))
+    engine = sa.create_engine(environment["CLTOOL_STORE__URL"])
+    with engine.connect() as conn:
+        served = conn.execute(sa.text("SELECT version, source, text FROM served")).all()
+    engine.dispose()
+    assert [tuple(row) for row in served] == [(champion, "wire", "plunge loss item 7")]
