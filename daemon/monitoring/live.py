@@ -63,31 +63,40 @@ class LiveMonitor:
         self._alerts: dict[str, Hysteresis] | None = None
         self._embedded_at: datetime | None = None
 
-    def _hysteresis(self, source: str) -> Hysteresis:
-        if self._alerts is None:  # resume where the last reading left each source
-            self._alerts = {}
-            last = self.ctx.store.last_event(events.LIVE_SCORED)
-            for name, position in ((last.payload.get("hysteresis") or {}) if last else {}).items():
+    def _load_alerts(self) -> None:
+        """Resume each source's alert where the last reading left it (once per monitor): a reading
+        saves every source's position, scored this time or not, so a restart never forgets an open one."""
+        if self._alerts is not None:
+            return
+        self._alerts = {}
+        last = self.ctx.store.last_event(events.LIVE_SCORED)
+        for name, position in ((last.payload.get("hysteresis") or {}) if last else {}).items():
+            self._alerts[name] = self._new()
+            try:
+                self._alerts[name].load_state_dict(position)
+            except ValueError:
+                log.warning("live: ignoring a bad saved alert state for source %r", name)
                 self._alerts[name] = self._new()
-                try:
-                    self._alerts[name].load_state_dict(position)
-                except ValueError:
-                    log.warning("live: ignoring a bad saved alert state for source %r", name)
-                    self._alerts[name] = self._new()
-        if source not in self._alerts:
-            self._alerts[source] = self._new()
-        return self._alerts[source]
+
+    def _hysteresis(self, source: str) -> Hysteresis:
+        return self._alerts.setdefault(source, self._new())
 
     def _new(self) -> Hysteresis:
         d = self.ctx.settings.drift
         return Hysteresis(d.open_after, d.close_after)
 
+    def _windows(self, now: datetime) -> tuple[datetime, datetime]:
+        """(window start, baseline start): the window is [start, now), its baseline [baseline start, start)."""
+        s = self.ctx.settings.serve
+        start = now - timedelta(minutes=s.live_window_minutes)
+        return start, start - timedelta(hours=s.live_baseline_hours)
+
     def check(self, now: datetime | None = None) -> Event | None:
         """Score the live window; None when nothing was served in it."""
         ctx, s, d = self.ctx, self.ctx.settings.serve, self.ctx.settings.drift
         now = now or ctx.clock()
-        start = now - timedelta(minutes=s.live_window_minutes)
-        base_start = start - timedelta(hours=s.live_baseline_hours)
+        start, base_start = self._windows(now)
+        self._load_alerts()
         traffic.prune(ctx.store, now - timedelta(days=s.retention_days))
         window = _by_source(traffic.label_counts(ctx.store, start, now))
         if not window[ALL]:
@@ -104,9 +113,8 @@ class LiveMonitor:
             "baseline": {"start": base_start.isoformat(), "end": start.isoformat()},
             "surge_label": d.surge_label, "sources": sources,
             "prediction_mix": self._mix(window[ALL], baseline[ALL]),
-            "confidence": self._confidence(start, now, base_start),
-            "estimate": self._estimate(start, now),
-            "hysteresis": {name: h.state_dict() for name, h in (self._alerts or {}).items()},
+            **self._confidence_and_estimate(start, now, base_start),
+            "hysteresis": {name: h.state_dict() for name, h in self._alerts.items()},
         }
         surging = [name for name, r in sources.items() if r.get("alert") == "open"]
         summary = (f"{sum(window[ALL].values())} texts served in the last {s.live_window_minutes:g} min; "
@@ -127,8 +135,7 @@ class LiveMonitor:
         if (now - self._embedded_at).total_seconds() < s.live_check_seconds:
             return None
         self._embedded_at = now  # also when skipped below: the next look is one period away
-        start = now - timedelta(minutes=s.live_window_minutes)
-        base_start = start - timedelta(hours=s.live_baseline_hours)
+        start, base_start = self._windows(now)
         window = traffic.texts(ctx.store, start, now, d.mmd_max_rows)
         baseline = traffic.texts(ctx.store, base_start, start, d.mmd_max_rows)
         if min(len(window), len(baseline)) < s.live_min_rows:
@@ -156,7 +163,7 @@ class LiveMonitor:
         reading: dict[str, Any] = {"rows": n, "baseline_rows": n0, "share": window[d.surge_label] / n}
         if n < s.live_min_rows or n0 < s.live_min_rows:
             reading.update(scored=False, why=f"fewer than {s.live_min_rows} rows in the window or its baseline")
-            if source in (self._alerts or {}):
+            if source in self._alerts:
                 reading["alert"] = self._alerts[source].state
             return reading
         result = NegativeSurgeDetector(d.surge_label, d.alpha, d.surge_min_lift).fit(
@@ -176,7 +183,9 @@ class LiveMonitor:
         return {"psi": result.score, "p_value": result.p_value, "drifted": result.drifted,
                 "window_share": result.details["window_share"], "baseline_share": result.details["reference_share"]}
 
-    def _confidence(self, start: datetime, end: datetime, base_start: datetime) -> dict[str, Any]:
+    def _confidence_and_estimate(self, start: datetime, end: datetime, base_start: datetime) -> dict[str, Any]:
+        """Mean confidence and entropy, window against baseline, and the champion's expected macro-F1 on the
+        window's texts that it answered: one read of each side's probabilities."""
         def summary(rows: list[dict[str, float]]) -> dict[str, float] | None:
             if not rows:
                 return None
@@ -184,12 +193,12 @@ class LiveMonitor:
             return {"rows": len(rows), "mean_confidence": float(p.max(axis=1).mean()),
                     "mean_entropy": float(-(p * np.log(p)).sum(axis=1).mean())}
 
-        store = self.ctx.store
-        return {"window": summary(traffic.scores(store, start, end)),
-                "baseline": summary(traffic.scores(store, base_start, start))}
+        window = traffic.scores(self.ctx.store, start, end)
+        baseline = traffic.scores(self.ctx.store, base_start, start)
+        return {"confidence": {"window": summary([p for _, p in window]), "baseline": summary([p for _, p in baseline])},
+                "estimate": self._estimate(window)}
 
-    def _estimate(self, start: datetime, end: datetime) -> dict[str, Any] | None:
-        """The champion's expected macro-F1 on the window's traffic that it answered."""
+    def _estimate(self, window: list[tuple[str, dict[str, float]]]) -> dict[str, Any] | None:
         try:
             champion = self.ctx.registry.get_alias("champion")
         except Exception as exc:  # noqa: BLE001 - the registry being away costs this reading only
@@ -197,7 +206,7 @@ class LiveMonitor:
             return None
         if champion is None:
             return None
-        rows = traffic.scores(self.ctx.store, start, end, version=champion.version)
+        rows = [p for version, p in window if version == champion.version]
         if len(rows) < self.ctx.settings.serve.live_min_rows:
             return None
         labels = self.ctx.settings.labels

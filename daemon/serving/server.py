@@ -24,7 +24,7 @@ from daemon.serving.batcher import Answer, Batcher
 from daemon.serving.follower import Follower, Served
 from daemon.serving.recorder import Recorder
 from daemon.state import traffic
-from daemon.telemetry.webhook import WebhookSink
+from daemon.telemetry.webhook import sink_for
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Server:
         self.host, self.port = host or s.host, s.port if port is None else port
         self.cache = ModelCache(ctx.settings.state_dir / "serve" / "models", ctx.registry)
         self.metrics = ServeMetrics()
-        self.sink = _sink(ctx)
+        self.sink = sink_for(ctx.settings.observe)
         self.follower = Follower(lambda: ctx.registry.alias_version(ALIAS), load or self._load,
                                  poll_seconds=s.poll_seconds, on_swap=self._swapped, on_failure=self._failed)
         self.batcher = Batcher(lambda: self.follower.current, max_batch=s.max_batch,
@@ -127,9 +127,3 @@ class Server:
             self.recorder.close()
             if self.sink is not None:
                 self.sink.close(timeout=5)
-
-
-def _sink(ctx: Context) -> WebhookSink | None:
-    o = ctx.settings.observe
-    return WebhookSink(o.webhook_url, timeout=o.webhook_timeout_seconds, retries=o.webhook_retries) \
-        if o.webhook_url else None

@@ -30,7 +30,7 @@ SOURCE_CHARS = 256
 
 def record(store: StateStore, rows: Iterable[dict[str, Any]]) -> int:
     """Insert served rows (at, version, source, text, label, score, scores: a dict) in one transaction."""
-    values = [{**row, "source": (row.get("source") or None) and str(row["source"])[:SOURCE_CHARS],
+    values = [{**row, "source": str(row["source"])[:SOURCE_CHARS] if row.get("source") else None,
                "scores": json.dumps(row["scores"], sort_keys=True)} for row in rows]
     if values:
         with store.engine.begin() as conn:
@@ -47,15 +47,12 @@ def label_counts(store: StateStore, start: datetime, end: datetime) -> Counter[t
         return Counter({(source, label): n for source, label, n in conn.execute(query)})
 
 
-def scores(store: StateStore, start: datetime, end: datetime, version: str | None = None,
-           limit: int = 5000) -> list[dict[str, float]]:
-    """The class probabilities of the newest `limit` texts served in [start, end) (by `version` only)."""
-    query = sa.select(served.c.scores).where(served.c.at >= start, served.c.at < end)
-    if version is not None:
-        query = query.where(served.c.version == version)
-    query = query.order_by(served.c.id.desc()).limit(limit)
+def scores(store: StateStore, start: datetime, end: datetime, limit: int = 5000) -> list[tuple[str, dict[str, float]]]:
+    """(version, class probabilities) of the newest `limit` texts served in [start, end)."""
+    query = (sa.select(served.c.version, served.c.scores).where(served.c.at >= start, served.c.at < end)
+             .order_by(served.c.id.desc()).limit(limit))
     with store.engine.connect() as conn:
-        return [json.loads(text) for text in conn.execute(query).scalars()]
+        return [(version, json.loads(text)) for version, text in conn.execute(query)]
 
 
 def texts(store: StateStore, start: datetime, end: datetime, limit: int) -> list[str]:

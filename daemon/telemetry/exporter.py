@@ -20,6 +20,7 @@ from daemon.state import parking
 from daemon.state.store import Event
 from daemon.telemetry import HealthServer, Metrics, WebhookSink
 from daemon.telemetry.metrics import SUCCESSFUL_OUTCOMES
+from daemon.telemetry.webhook import sink_for
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,7 @@ COUNTED = (events.CYCLE_FINISHED, events.CYCLE_FAILED, events.CYCLE_ABORTED, eve
 
 
 def make_sink(ctx: Context) -> WebhookSink | None:
-    o = ctx.settings.observe
-    if not o.webhook_url:
-        return None
-    return WebhookSink(o.webhook_url, timeout=o.webhook_timeout_seconds, retries=o.webhook_retries)
+    return sink_for(ctx.settings.observe)
 
 
 class Telemetry:

@@ -132,3 +132,10 @@ class WebhookSink:
         log.error("webhook %s failed after %d attempts (%s); event dropped: %s", self.shown,
                   self.retries + 1, problem, payload["text"])
         return False
+
+
+def sink_for(observe: Any) -> WebhookSink | None:
+    """The sink `[observe]` asks for (a daemon.config.ObserveSection), or None when no webhook is set."""
+    if not observe.webhook_url:
+        return None
+    return WebhookSink(observe.webhook_url, timeout=observe.webhook_timeout_seconds, retries=observe.webhook_retries)

@@ -174,3 +174,21 @@ def test_served_texts_embeddings_drift_is_found_once_per_period(ctx, store):
 
     monitor.check(later)
     assert "served texts' embeddings (champion v4): MMD²" in render(collect(ctx))
+
+
+def test_an_open_surge_survives_a_restart_after_a_check_that_scored_nothing(ctx, store):
+    for hour in range(3):
+        serve(store, T0 + timedelta(hours=hour), "wire", 100, 0.2)
+    now = T0 + timedelta(hours=4)
+    serve(store, now - timedelta(minutes=30), "wire", 100, 0.7)
+    monitor = LiveMonitor(ctx)
+    monitor.check(now)
+    assert monitor.check(now + timedelta(minutes=1)).payload["sources"]["wire"]["alert"] == "open"
+    # A restart, then a check whose window is too thin to score: the open alert is still saved...
+    thin = now + timedelta(hours=3)
+    serve(store, thin - timedelta(minutes=10), "wire", 5, 0.2)
+    reading = LiveMonitor(ctx).check(thin)
+    assert reading.payload["sources"]["wire"]["scored"] is False
+    assert reading.payload["hysteresis"]["wire"]["state"] == "open"
+    # ... so the next restart still knows it.
+    assert LiveMonitor(ctx).check(thin + timedelta(minutes=1)).payload["sources"]["wire"]["alert"] == "open"
