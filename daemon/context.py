@@ -16,6 +16,7 @@ from typing import Any, Callable
 from daemon.config import Settings
 from daemon.ingest.inbox import Inbox
 from daemon.promotion.aliases import AliasKeeper
+from daemon.scores import CachedPredictor, ScoreCache
 from daemon.state.store import StateStore, utcnow
 from registry.models import ModelRegistry
 
@@ -34,6 +35,8 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     # Loaded models by registered version, most recently used last (see `predictor`).
     _predictors: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False)
+    # What each version already said of a text: one champion pass per text for drift, probation and the gate.
+    scores: ScoreCache = field(default_factory=ScoreCache, repr=False)
 
     # The champion and, on probation, the version it replaced: what the jobs of one daemon score with.
     PREDICTORS_KEPT = 2
@@ -46,7 +49,7 @@ class Context:
         """The registered `version` loaded for scoring, on `train.device`, shared by the drift monitor,
         the probation watch and the cycle so that each loads a model once, not once per batch. Keeps the
         `PREDICTORS_KEPT` most recently used versions. Jobs run one at a time (the scheduler's cycle job),
-        so the models are not shared across threads."""
+        so the models are not shared across threads. Answers from `scores` what the version already scored."""
         if version in self._predictors:
             self._predictors.move_to_end(version)
             return self._predictors[version]
@@ -56,8 +59,8 @@ class Context:
 
         s = self.settings
         device = None if s.train.device == "auto" else s.train.device
-        self._predictors[version] = Predictor(self.models.path(version), device=device,
-                                              max_length=s.model.max_length)
+        predictor = Predictor(self.models.path(version), device=device, max_length=s.model.max_length)
+        self._predictors[version] = CachedPredictor(predictor, version, self.scores)
         while len(self._predictors) > self.PREDICTORS_KEPT:
             self._predictors.popitem(last=False)
         return self._predictors[version]

@@ -185,6 +185,7 @@ def log_and_register(
     trained on, replayed, and was judged on, shown in the run page's "Datasets" section."""
     import mlflow
     import mlflow.transformers
+    import torch
 
     model_dir = check_inputs(model_dir, json_artifacts, files)
     inputs = dataset_inputs(datasets)  # validated (and digested) before the run exists
@@ -216,6 +217,9 @@ def log_and_register(
                 input_example=input_example,
                 model_card=_model_card(run_name, description),
                 save_pretrained=True,
+                # The weights may be stored in float16/bfloat16 (mlflow.weights_dtype): a consumer's pyfunc
+                # computes in float32, as the gate judged them and `cltool serve` serves them.
+                torch_dtype=torch.float32,
             )
             version = client.create_model_version(
                 name=model_name,

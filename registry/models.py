@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from registry.errors import (
     WeightsKeptError,
     WeightsPrunedError,
 )
-from registry.limits import MAX_VERSION_TAG_VALUE_LENGTH, tags_for_mlflow
+from registry.limits import MAX_VERSION_TAG_VALUE_LENGTH, metrics_for_mlflow, tags_for_mlflow
 from registry.records import AliasMove, VersionInfo, version_info
 from registry.store import NOT_FOUND, default_artifact_location, error_code, open_store
 from registry.urls import mask_url
@@ -301,6 +302,17 @@ class ModelRegistry:
         if info.run_id:
             for key, value in tags_for_mlflow(tags).items():
                 client.set_tag(info.run_id, key, value)
+
+    def log_metrics(self, version: str, metrics: Mapping[str, float]) -> None:
+        """Add step-0 metrics to the run that logged `version` (figures known only after its registration)."""
+        from mlflow.entities import Metric
+
+        info = self.get_version(version)
+        if not metrics or not info.run_id:
+            return
+        now_ms = int(time.time() * 1000)
+        self._connect().log_batch(info.run_id, metrics=[Metric(key, value, timestamp=now_ms, step=0)
+                                                        for key, value in metrics_for_mlflow(metrics).items()])
 
     def delete_weights(self, version: str, note: str, after_files: Callable[[], None] | None = None) -> None:
         """Delete a version's model files (its MLflow LoggedModel's artifacts) and tag it `cltool.pruned`

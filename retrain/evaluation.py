@@ -51,7 +51,8 @@ class Predictor:
         self.max_length = max_length
         with quiet_progress():
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-            self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir)
+            # float32 even when the weights are stored in float16/bfloat16 (mlflow.weights_dtype).
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir, dtype=torch.float32)
         self.model.to(self.device).eval()
         if int8:
             if self.device != "cpu":

@@ -39,6 +39,23 @@ _TINY = dict(
 )
 
 
+# What a stored model's weights may be saved as (`mlflow.weights_dtype`); models always compute in float32.
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def store_weights_as(model_dir: str | Path, dtype: str) -> None:
+    """Rewrite the weights of the model saved in `model_dir` in `dtype` (half the bytes in float16 or
+    bfloat16). Loading always upcasts to float32 again (`dtype=torch.float32` in every from_pretrained
+    here), so what is evaluated, registered and served is these rounded weights, computed in float32."""
+    if dtype == "float32":
+        return
+    model_dir = Path(model_dir)
+    with quiet_progress():
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+        model.to(WEIGHT_DTYPES[dtype]).save_pretrained(model_dir)  # safetensors: one file, rewritten in place
+    logger.debug("stored %s in %s", model_dir, dtype)
+
+
 def resolve_base(name: str) -> str:
     """Turn a configured base model name into something `from_pretrained` accepts.
 
@@ -135,11 +152,13 @@ def load_for_training(
     with quiet_progress():
         try:
             if existing is not None:
-                model = AutoModelForSequenceClassification.from_pretrained(source)
+                # float32 whatever the file holds: training needs full-precision master weights.
+                model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32)
             else:
                 with _no_load_report():  # it lists the new head as MISSING, which is the point here
                     model = AutoModelForSequenceClassification.from_pretrained(
                         source,
+                        dtype=torch.float32,
                         num_labels=len(labels),
                         id2label=dict(enumerate(labels)),
                         label2id={label: i for i, label in enumerate(labels)},

@@ -6,6 +6,7 @@ from typing import Any
 
 from daemon import events
 from daemon.context import Context
+from daemon.cycle.timing import PHASES
 from daemon.state import parking
 from daemon.state.locks import DAEMON_LOCK, Locks
 
@@ -36,6 +37,10 @@ def collect(ctx: Context) -> dict[str, Any]:
     data["daemon"] = None if holder is None else {"owner": holder.owner, "since": holder.acquired_at.isoformat(),
                                                   "lease_until": holder.expires_at.isoformat()}
     data["cycle"] = running_cycle(ctx)
+    finished = ctx.store.last_event(events.CYCLE_FINISHED)
+    data["last_cycle"] = None if finished is None else {
+        "cycle_id": finished.payload.get("cycle_id"), "outcome": finished.reason, "version": finished.version,
+        "at": finished.at.isoformat(), "timing": finished.payload.get("timing", {})}
     return data
 
 
@@ -91,6 +96,8 @@ def render(data: dict[str, Any]) -> str:
         version = f"v{last['version']} " if last["version"] else ""
         lines.append(f"last decision: {version}{last['outcome']} at {last['at']}")
         lines += [f"  - {reason}" for reason in last["reasons"]]
+    if data.get("last_cycle") and data["last_cycle"]["timing"]:
+        lines.append("last cycle: " + timing_line(data["last_cycle"]["timing"]))
     cycle = data.get("cycle")
     if cycle:
         lines.append(f"cycle {cycle['cycle_id']} running since {cycle['since']} ({cycle['trigger']}): "
@@ -98,3 +105,12 @@ def render(data: dict[str, Any]) -> str:
     daemon = data["daemon"]
     lines.append(f"daemon: {daemon['owner']} since {daemon['since']}" if daemon else "daemon: not running")
     return "\n".join(lines)
+
+
+def timing_line(timing: dict[str, float]) -> str:
+    """"412 s from the file landing to the decision: waited 3 s, ingest 1 s, ..." (daemon/cycle/timing.py)."""
+    names = ("waited", "ingest", "queued", *PHASES)
+    parts = [f"{name} {timing[f'timing.{name}_seconds']:.0f} s" for name in names if f"timing.{name}_seconds" in timing]
+    total = timing.get("timing.landed_to_decision_seconds")
+    head = f"{total:.0f} s from the file landing to the decision" if total is not None else "phases"
+    return f"{head}: {', '.join(parts)}"

@@ -18,19 +18,21 @@ import pandas as pd
 from daemon import events, failpoints
 from daemon.context import Context
 from daemon.cycle import continual, evidence
+from daemon.cycle.timing import Timings, landing
 from daemon.cycle.report import describe, metrics_of
 from daemon.cycle.review import build_review
 from daemon.cycle.trigger import failures_in_a_row, open_request, retry_wait, should_run
 from daemon.errors import CltoolError
 from daemon.monitoring.drift_pass import drift_report
 from daemon.promotion import retention
+from daemon.scores import CachedPredictor
 from daemon.state import parking
 from registry.evidence import EvaluationReport, PartReport
 from registry.gate import Decision, GatePolicy, decide
 from retrain.calibration import fit_temperature
 from retrain.evaluation import Predictor
 from retrain.job import TrainingStopped, train
-from retrain.modeling import resolve_base
+from retrain.modeling import resolve_base, store_weights_as
 from retrain.update import Teacher, prepare_update
 
 log = logging.getLogger(__name__)
@@ -103,8 +105,11 @@ def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] 
     drift pass is still scored before it is learned. `notify` sends the alert when batches get parked."""
     s, store = ctx.settings, ctx.store
     pending = parking.pending(store)
+    timings = Timings()
     if before_training is not None:
+        timings.enter("drift")
         before_training()
+        timings.stop()
     cycle_id = f"c{ctx.clock().strftime('%Y%m%dT%H%M%S%f')}"
     store.append(events.CYCLE_STARTED, trigger, payload={"cycle_id": cycle_id, "batches": [b.batch_id for b in pending]})
     new = evidence.load_rows(store, pending)
@@ -112,10 +117,10 @@ def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] 
     fresh = evidence.split(new, "test")
     if len(fresh) < s.gate.min_fresh_rows or evidence.split(new, "train").empty:
         return _wait(ctx, cycle_id, f"{len(fresh)} fresh test rows < gate.min_fresh_rows {s.gate.min_fresh_rows}"
-                     if len(fresh) < s.gate.min_fresh_rows else "no new train rows")
+                     if len(fresh) < s.gate.min_fresh_rows else "no new train rows", timings)
     work = s.work_dir / cycle_id
     try:
-        return _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work)
+        return _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work, timings)
     except CycleAborted as exc:
         store.append(events.CYCLE_ABORTED, str(exc), payload={"cycle_id": cycle_id})
         raise
@@ -129,6 +134,11 @@ def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] 
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        ctx.scores.drop(_candidate_key(cycle_id))  # a cycle that did not register its candidate
+
+
+def _candidate_key(cycle_id: str) -> str:
+    return f"candidate:{cycle_id}"
 
 
 def _temperature(candidate: Predictor, val_rows: pd.DataFrame, labels: list[str]) -> float:
@@ -140,8 +150,9 @@ def _temperature(candidate: Predictor, val_rows: pd.DataFrame, labels: list[str]
     return fit_temperature(probs, np.array([labels.index(label) for label in val_rows["label"]]))
 
 
-def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -> CycleResult:
+def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work, timings: Timings) -> CycleResult:
     s = ctx.settings
+    timings.enter("prepare")
     champion = ctx.registry.get_alias("champion")
     incumbent = ctx.predictor(champion.version) if champion else None
     # After a WAIT the challenger already learned the batches it was judged on: continue from it on the
@@ -163,6 +174,7 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
     log.info("cycle %s: training from %s on %d new + %d replay rows (%d val)", cycle_id, origin, len(new_train),
              len(replay), len(update.val_rows))
     _enter(ctx, cycle_id, "training")
+    timings.enter("train")
     try:
         result = train(init, update.train_rows, update.val_rows, s.labels, work, s.train,
                        max_length=s.model.max_length, should_stop=ctx.stop.is_set)
@@ -172,19 +184,25 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
         raise TrainingPhaseError(exc) from exc
     failpoints.hit("cycle.after_training")
     _enter(ctx, cycle_id, "evaluation")
-
+    timings.enter("evaluate")
+    store_weights_as(result.model_dir, s.mlflow.weights_dtype)  # judged as it will be stored and served
     regression = evidence.stratified_cap(evidence.split(past, "test"), s.gate.regression_max_rows, s.train.seed)
-    candidate = Predictor(result.model_dir, device=s.train.device, max_length=s.model.max_length)
+    # Its scores are kept under the cycle's id, then filed under its version once registered (daemon/scores.py).
+    candidate = CachedPredictor(Predictor(result.model_dir, device=s.train.device, max_length=s.model.max_length),
+                                _candidate_key(cycle_id), ctx.scores)
     on_fresh = evidence.score_pair(fresh, s.labels, candidate, incumbent)
     on_regression = evidence.score_pair(regression, s.labels, candidate, incumbent) if len(regression) else None
     summaries = _summaries(on_fresh, on_regression, result.train_loss)
     decision = decide(summaries["candidate"], summaries["champion"], _gate_policy(s))
-    _enter(ctx, cycle_id, "registration")
-
     cl_report = _continual_report(ctx, champion.version if champion else None, cycle_id, fresh, regression,
                                   on_fresh, on_regression)
     metrics = {**metrics_of(summaries, on_fresh, on_regression, result, s.labels), **continual.flat_metrics(cl_report)}
     metrics["calibration.temperature"] = _temperature(candidate, update.val_rows, s.labels)
+    timings.stop()
+    _enter(ctx, cycle_id, "registration")
+    timings.enter("register")
+    arrived = landing(ctx.store, pending)
+    metrics.update(timings.metrics(arrived))
     lineage = {
         "cycle_id": cycle_id, "trigger": trigger, "init_from": f"v{start}" if start else str(init),
         "continued_from_wait": bool(resume),
@@ -214,8 +232,33 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work) -
         files=review.files, description=describe(decision, summaries, champion.version if champion else None, lineage),
         input_example=fresh["text"].head(2).tolist(), datasets=review.datasets,
     ).version
+    ctx.scores.rename(_candidate_key(cycle_id), version)
     failpoints.hit("cycle.after_registration")  # an undecided version: the restart removes it (daemon/repair.py)
-    return _record(ctx, cycle_id, pending, decision, version, champion.version if champion else None, metrics)
+    timings.enter("alias")
+    result = _record(ctx, cycle_id, pending, decision, version, champion.version if champion else None, metrics)
+    timings.stop()
+    _finish(ctx, cycle_id, result, timings.metrics(arrived, finished=True))
+    return result
+
+
+def _finish(ctx: Context, cycle_id: str, result: CycleResult, timing: dict[str, float]) -> None:
+    """The cycle's end in the event log (with where its time went), the timings the MLflow run could not
+    have before the alias moved, then the clean-up: old cached models and old versions' weights."""
+    ctx.store.append(events.CYCLE_FINISHED, result.outcome, version=result.version,
+                     payload={"cycle_id": cycle_id, "timing": timing})
+    late = {key: value for key, value in timing.items() if key not in result.metrics}  # not known at registration
+    result.metrics.update(timing)
+    try:
+        ctx.registry.log_metrics(result.version, late)
+    except Exception as exc:  # the decision is recorded: a late metric must not fail the cycle
+        log.warning("cycle %s: could not log its timings to MLflow (%s: %s)", cycle_id, type(exc).__name__, exc)
+    keeper = ctx.keeper
+    keep = {v for v in (keeper.alias_version("champion"), keeper.alias_version("previous_champion")) if v}
+    ctx.models.prune(keep)
+    try:
+        retention.prune(ctx, ctx.settings.mlflow.keep_versions, actor="daemon")
+    except Exception:  # retention must never fail a cycle whose decision is already recorded; it retries next time
+        log.exception("retention: pruning old versions failed")
 
 
 def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against, metrics) -> CycleResult:
@@ -246,19 +289,12 @@ def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against,
         failpoints.hit("cycle.after_decision")  # an open alias intent: reconcile() finishes it
         keeper.apply(intent)
     failpoints.hit("cycle.before_finished")
-    ctx.store.append(events.CYCLE_FINISHED, outcome, version=version, payload={"cycle_id": cycle_id})
-    keep = {v for v in (keeper.alias_version("champion"), keeper.alias_version("previous_champion")) if v}
-    ctx.models.prune(keep)
-    try:
-        retention.prune(ctx, ctx.settings.mlflow.keep_versions, actor="daemon")
-    except Exception:  # retention must never fail a cycle whose decision is already recorded; it retries next time
-        log.exception("retention: pruning old versions failed")
-    return CycleResult(cycle_id, outcome, reasons, version, metrics)
+    return CycleResult(cycle_id, outcome, reasons, version, dict(metrics))
 
 
-def _wait(ctx: Context, cycle_id: str, why: str) -> CycleResult:
+def _wait(ctx: Context, cycle_id: str, why: str, timings: Timings) -> CycleResult:
     ctx.store.append(events.DECISION, f"WAIT: {why}", payload={"outcome": "WAIT", "reasons": [why], "cycle_id": cycle_id})
-    ctx.store.append(events.CYCLE_FINISHED, "WAIT", payload={"cycle_id": cycle_id})
+    ctx.store.append(events.CYCLE_FINISHED, "WAIT", payload={"cycle_id": cycle_id, "timing": timings.metrics({})})
     return CycleResult(cycle_id, "WAIT", [why])
 
 

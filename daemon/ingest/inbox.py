@@ -115,6 +115,7 @@ class Inbox:
 
     # -- processing ----------------------------------------------------------------------------
     def process(self, claimed: Path) -> IngestResult:
+        started = time.time()
         if claimed.is_symlink():  # never followed: its target is neither read nor moved
             return self._quarantine(claimed, "", Judgement(), f"a symbolic link (to {os.readlink(claimed)!r}): "
                                     "cltool does not follow links out of the inbox; its target was not read")
@@ -148,7 +149,7 @@ class Inbox:
             self.store.append(events.INGEST_DUPLICATE, reason, actor=self.actor,
                               payload={"file": claimed.name, "checksum": checksum})
             return IngestResult(claimed.name, "duplicate", None, reason)
-        return self._record(claimed, checksum, judgement)
+        return self._record(claimed, checksum, judgement, started)
 
     def _drop_conflicts_with_history(self, judgement: Judgement) -> None:
         """A new row whose text is recorded with another label becomes a bad row (the recorded one stays)."""
@@ -172,7 +173,7 @@ class Inbox:
         judgement.errors.sort(key=lambda error: error.row)
         judgement.accepted = accepted.drop(index=accepted.index[sorted(bad)])
 
-    def _record(self, claimed: Path, checksum: str, judgement: Judgement) -> IngestResult:
+    def _record(self, claimed: Path, checksum: str, judgement: Judgement, started: float) -> IngestResult:
         batch_id = f"{self._stamp()}-{checksum[:8]}"
         rows = judgement.accepted.drop(columns=["file_row"])
         splits = rows["split"].value_counts().to_dict()
@@ -190,7 +191,8 @@ class Inbox:
         summary = (f"{record['rows_accepted']} rows accepted (train {record['n_train']}, val {record['n_val']}, "
                    f"test {record['n_test']}); {record['rows_duplicate']} duplicates, {record['rows_bad']} bad")
         event = {"type": events.INGEST_ACCEPTED, "reason": summary, "actor": self.actor,
-                 "payload": {"file": claimed.name, "checksum": checksum, "label_counts": record["label_counts"]}}
+                 "payload": {"file": claimed.name, "checksum": checksum, "label_counts": record["label_counts"],
+                             "timing": _timing(claimed, started)}}
         # The ledger row, the rows and the event are one transaction; the file is archived after it, and a
         # crash in between is finished by recover() (a claimed file already in the ledger is archived).
         batch = self.store.add_batch(record, _records(rows), event)
@@ -293,3 +295,11 @@ def _summary(judgement: Judgement) -> str:
     first = judgement.errors[0]
     return (f"{len(judgement.errors)} of {judgement.rows_in_file} rows are bad (first: row {first.row}, "
             f"column '{first.column}': got {first.value!r}, expected {first.expected})")
+
+
+def _timing(claimed: Path, started: float) -> dict[str, float]:
+    """When the file landed (its modification time: a claim renames it, which keeps it) and how long it
+    waited in the inbox and took to validate and record: the first phases of `timing.*` (daemon/cycle/timing.py)."""
+    landed = claimed.lstat().st_mtime
+    return {"landed_at": landed, "waited_seconds": round(max(0.0, started - landed), 3),
+            "ingest_seconds": round(time.time() - started, 3)}

@@ -289,10 +289,13 @@ class StateStore:
             return conn.execute(rows.delete().where(rows.c.batch_id == batch_id)).rowcount
 
     def events(self, *, types: Iterable[str] | None = None, since: datetime | None = None,
-               after_id: int | None = None, limit: int | None = None, newest_first: bool = False) -> list[Event]:
+               after_id: int | None = None, limit: int | None = None, newest_first: bool = False,
+               batch_ids: Iterable[str] | None = None) -> list[Event]:
         query = events.select()
         if types is not None:
             query = query.where(events.c.type.in_(list(types)))
+        if batch_ids is not None:
+            query = query.where(events.c.batch_id.in_(list(batch_ids)))
         if since is not None:
             query = query.where(events.c.at >= since)
         if after_id is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import mlflow
+import mlflow.transformers
 import pytest
 import yaml
 
@@ -245,3 +247,32 @@ def test_download_refuses_a_folder_that_already_has_files(registry, tmp_path):
     with pytest.raises(DestinationNotEmptyError, match="busy"):
         registry.download_model("1", tmp_path / "busy")
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["keep.txt"]
+
+
+def test_a_version_stored_in_float16_is_half_the_bytes_and_every_reader_computes_in_float32(
+        registry, tiny_model_dir, tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from retrain.evaluation import Predictor
+    from retrain.modeling import store_weights_as
+
+    half = tmp_path / "half"
+    shutil.copytree(tiny_model_dir, half)
+    store_weights_as(half, "float16")
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (tiny_model_dir / "model.safetensors").stat().st_size
+    info = registry.log_candidate(**candidate_kwargs(half, 4))
+    stored = model_artifacts(registry, info.version)
+    weights = next(stored.rglob("model.safetensors"))
+    with safe_open(weights, framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # stored as float16
+
+    folder = registry.download_model(info.version, tmp_path / "served")
+    predictor = Predictor(folder, device="cpu")  # cltool's evaluation and `cltool serve`
+    assert {p.dtype for p in predictor.model.parameters()} == {torch.float32}
+    reference = Predictor(half, device="cpu").predict(["Profit rose 5%."])[1]
+    assert predictor.predict(["Profit rose 5%."])[1] == pytest.approx(reference, abs=1e-6)
+    # A consumer elsewhere: MLflow's pyfunc loads the same weights in float32 (the flavour's torch_dtype).
+    pipeline = mlflow.transformers.load_model(f"models:/{MODEL_NAME}/{info.version}")
+    assert pipeline.model.dtype == torch.float32
+    assert pipeline("Profit rose 5%.")[0]["label"] in {"negative", "neutral", "positive"}

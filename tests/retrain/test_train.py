@@ -4,6 +4,7 @@ import math
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -115,6 +116,34 @@ def test_training_arguments_report_nowhere(tmp_path):
     no_val = training_arguments(TrainConfig(device="cpu"), tmp_path, "cpu", has_val=False, progress=True)
     assert no_val.eval_strategy == "no" and not no_val.load_best_model_at_end
     assert not no_val.disable_tqdm
+
+
+def _padding_share(config: TrainConfig, model_dir, labels, tmp_path) -> float:
+    """The share of padding tokens in one epoch of the batches fine_tune's Trainer would draw."""
+    from transformers import DataCollatorWithPadding
+
+    from retrain.data import to_dataset
+    from retrain.loss import ContinualTrainer
+    from retrain.modeling import load_for_training
+
+    rng = np.random.default_rng(0)
+    words = ["up", "down", "flat", "stock", "bond", "rate"]
+    rows = pd.DataFrame({"text": [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(1, 60, 400)],
+                         "label": [labels[i % len(labels)] for i in range(400)]})
+    model, tokenizer = load_for_training(model_dir, labels)
+    trainer = ContinualTrainer(model=model, args=training_arguments(config, tmp_path, "cpu", has_val=False),
+                               train_dataset=to_dataset(rows, tokenizer, labels, 64), processing_class=tokenizer,
+                               data_collator=DataCollatorWithPadding(tokenizer))
+    masks = [batch["attention_mask"] for batch in trainer.get_train_dataloader()]
+    return 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+
+
+def test_length_grouped_batches_pad_far_less_than_random_ones(tiny_model_dir, labels, tmp_path):
+    grouped = _padding_share(TrainConfig(device="cpu", batch_size=16), tiny_model_dir, labels, tmp_path)
+    random = _padding_share(TrainConfig(device="cpu", batch_size=16, length_grouped=False), tiny_model_dir,
+                            labels, tmp_path)
+    assert random > 0.3  # texts of 1 to 60 words in random batches of 16: about half of it is padding
+    assert grouped < random / 2  # 0.14 against 0.42 here
 
 
 def test_empty_train_rows_are_refused(tiny_model_dir, train_rows, labels, tmp_path):

@@ -88,7 +88,8 @@ def test_alert_opens_after_k_drifted_batches_closes_after_k_clean_and_survives_a
     [once] = monitor.check()
     assert by_detector(once)["negative_surge"]["drifted"] and by_detector(once)["label_mix"]["drifted"]
     assert by_detector(once)["negative_surge"]["alert"] == "ok"  # one drifted batch opens nothing
-    assert not ctx.store.events(types=[OPENED])
+    # (The tiny model's embedding MMD may drift on b and c alike, and open: it is not what this test is about.)
+    assert not [e for e in ctx.store.events(types=[OPENED]) if e.payload["detector"] in ("negative_surge", "label_mix")]
 
     twice = ingest(ctx, tmp_path, "d.csv", rows(120, 30000, surge))
     [event] = monitor.check()
@@ -100,7 +101,8 @@ def test_alert_opens_after_k_drifted_batches_closes_after_k_clean_and_survives_a
     message = next(m for m in sent if m["detector"] == "negative_surge")
     assert message["event"] == OPENED and "OPENED" in message["text"] and message["batch_id"] == twice
     request = ctx.store.last_event("retrain.requested")
-    assert request.actor == DRIFT_ACTOR and "negative_surge" in request.reason
+    # One request while one is open: it names the first alert that opened (the surge, or the tiny model's MMD).
+    assert request.actor == DRIFT_ACTOR and any(f"opened: {name}" in request.reason for name in opened)
 
     # A restart: a new monitor picks the alert state up from the event log.
     restarted = DriftMonitor(ctx, notify=sent.append)
