@@ -43,7 +43,7 @@ def land(ctx, rows: pd.DataFrame, name: str):
     path = ctx.settings.inbox_dir / name
     rows.to_csv(path.with_suffix(".tmp"), index=False)
     path.with_suffix(".tmp").rename(path)
-    time.sleep(ctx.settings.inbox.settle_seconds + 0.1)
+    time.sleep(ctx.inbox.settle_seconds + 0.1)  # the daemon takes a file once it has stopped growing
     ctx.inbox.take_all()
     result = maybe_run(ctx, before_training=DriftMonitor(ctx).check)
     return result, ctx.store.last_event("cycle.finished").payload.get("timing", {})
@@ -55,7 +55,8 @@ def landing(tweets: pd.DataFrame, rows: int, root: Path) -> list[dict]:
     out = []
     for index, name in enumerate(("seed.csv", "update.csv")):
         result, timing = land(ctx, tweets.iloc[index * rows:(index + 1) * rows], name)
-        out.append({"file": name, "outcome": result.outcome, "version": result.version, "timing": timing})
+        out.append({"file": name, "outcome": result.outcome, "version": result.version, "reasons": result.reasons,
+                    "timing": timing})
         print(out[-1], flush=True)
     return out
 
@@ -96,7 +97,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="+", choices=("landing", "history"), default=["landing", "history"])
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "update_cost")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="only write the report of an earlier run's JSON")
     args = parser.parse_args()
+    if args.render:
+        (args.out / "update_cost.md").write_text(render(json.loads(args.render.read_text()), args))
+        return
     tweets = read_twitter(args.data, "sent_train.csv").sample(frac=1, random_state=0).reset_index(drop=True)
     report: dict = {"command": COMMAND, "rows": args.rows}
     with tempfile.TemporaryDirectory(prefix="cltool-update-cost-") as tmp:
@@ -136,7 +141,7 @@ def render(report: dict, args: argparse.Namespace) -> str:
             total = t.get("timing.landed_to_decision_seconds")
             lines.append(f"| {run['file']} | {run['outcome']} v{run['version']} | " + " | ".join(cells)
                          + f" | **{total:.0f} s** |")
-        lines += ["", "Seconds. `waited` is the inbox's settle time here (the daemon adds up to `inbox.poll_seconds`); "
+        lines += ["", "Seconds. `waited` is the inbox's settle time here (the daemon adds up to `trigger.poll_seconds`, 5 s); "
                   "`train` includes starting the child and its imports; `register` logs the model and reports to "
                   "MLflow; `alias` records the decision and moves the alias.", ""]
     if "history" in report:
@@ -150,7 +155,10 @@ def render(report: dict, args: argparse.Namespace) -> str:
             lines.append(f"| {name} | {a:.2f} s | {b:.2f} s | {b / a if a else float('nan'):.2f} |")
         rows = {r["batches"]: r["history_rows"] for r in runs}
         lines += ["", f"History rows: {rows[small]:,} and {rows[large]:,}. Medians of {args.repeats} alternating repeats, "
-                  "each on fresh stores; `cycle` is the whole cycle, from its drift pass to the alias move."]
+                  "each on fresh stores; `cycle` is the whole cycle, from its drift pass to the alias move. "
+                  "Replay is bounded (`replay.ratio` new-row multiples), the regression suite is capped at "
+                  "`gate.regression_max_rows` test rows: evaluating and logging grow until the suite is full (about "
+                  "20,000 history rows), then stay flat."]
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,9 @@ class Review:
     datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
+PLOTTED_BATCHES = 40
+
+
 def build_review(*, work: Path, labels: list[str], decision: Decision, on_fresh, on_regression,
                  fresh: pd.DataFrame, regression: pd.DataFrame, new_train: pd.DataFrame, replay: pd.DataFrame,
                  pending, champion_version: str | None, cycle_id: str, trigger: str, rows_source: str,
@@ -44,15 +47,15 @@ def build_review(*, work: Path, labels: list[str], decision: Decision, on_fresh,
     predictions = {"candidate": on_fresh.candidate_pred + (on_regression.candidate_pred if on_regression else [])}
     if on_fresh.champion_pred is not None:
         predictions[champ] = on_fresh.champion_pred + (on_regression.champion_pred if on_regression else [])
-    matrix, rows, columns = accuracy_by_group(groups, truth, predictions)
+    matrix, rows, columns = _newest(*accuracy_by_group(groups, truth, predictions))
     short = [_short(column) for column in columns]
     files.append(accuracy_matrix_png(matrix, rows, short, "accuracy per batch (test rows)",
                                      work / "accuracy_matrix.png"))
 
     if continual and continual["columns"]:
         # The continual-learning matrix: each version of the champion line (rows) on each batch (columns).
-        files.append(accuracy_matrix_png(continual["cells"], [r[-13:] for r in continual["rows"]],
-                                         [_short(c) for c in continual["columns"]],
+        cells, rows, columns = _newest(continual["cells"], continual["rows"], continual["columns"])
+        files.append(accuracy_matrix_png(cells, [r[-13:] for r in rows], [_short(c) for c in columns],
                                          "macro-F1 per batch, champion line + candidate (last row)",
                                          work / "cl_accuracy_matrix.png"))
 
@@ -72,6 +75,13 @@ def build_review(*, work: Path, labels: list[str], decision: Decision, on_fresh,
         datasets.append({"name": "regression", "context": "regression", "rows": regression[list(DATASET_COLUMNS)],
                          "source": source})
     return Review(tags, files, [d for d in datasets if len(d["rows"])])
+
+
+def _newest(matrix: list[list[Any]], rows: list[str], columns: list[str]) -> tuple[list[list[Any]], list[str], list[str]]:
+    """At most PLOTTED_BATCHES columns, the newest batches (ids start with their time stamp): a plot of
+    hundreds of batches is unreadable and slow to draw. The JSON reports keep every batch."""
+    keep = sorted(sorted(range(len(columns)), key=lambda j: columns[j])[-PLOTTED_BATCHES:])
+    return [[row[j] for j in keep] for row in matrix], rows, [columns[j] for j in keep]
 
 
 def _short(batch_id: str) -> str:

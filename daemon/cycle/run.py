@@ -112,6 +112,7 @@ def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] 
         timings.stop()
     cycle_id = f"c{ctx.clock().strftime('%Y%m%dT%H%M%S%f')}"
     store.append(events.CYCLE_STARTED, trigger, payload={"cycle_id": cycle_id, "batches": [b.batch_id for b in pending]})
+    timings.enter("prepare")
     new = evidence.load_rows(store, pending)
     past = evidence.load_rows(store, store.list_batches(pending=False))
     fresh = evidence.split(new, "test")
@@ -152,7 +153,6 @@ def _temperature(candidate: Predictor, val_rows: pd.DataFrame, labels: list[str]
 
 def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work, timings: Timings) -> CycleResult:
     s = ctx.settings
-    timings.enter("prepare")
     champion = ctx.registry.get_alias("champion")
     incumbent = ctx.predictor(champion.version) if champion else None
     # After a WAIT the challenger already learned the batches it was judged on: continue from it on the
@@ -294,6 +294,7 @@ def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against,
 
 def _wait(ctx: Context, cycle_id: str, why: str, timings: Timings) -> CycleResult:
     ctx.store.append(events.DECISION, f"WAIT: {why}", payload={"outcome": "WAIT", "reasons": [why], "cycle_id": cycle_id})
+    timings.stop()
     ctx.store.append(events.CYCLE_FINISHED, "WAIT", payload={"cycle_id": cycle_id, "timing": timings.metrics({})})
     return CycleResult(cycle_id, "WAIT", [why])
 
