@@ -81,7 +81,8 @@ def padding_share(base: str, train: pd.DataFrame, grouped: bool, batch_size: int
     with tempfile.TemporaryDirectory() as tmp:
         trainer = ContinualTrainer(model=model, args=training_arguments(config, Path(tmp), "cpu", has_val=False),
                                    train_dataset=to_dataset(train, tokenizer, LABELS, MAX_LENGTH),
-                                   processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer))
+                                   processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                                   length_grouped=grouped)
         masks = [batch["attention_mask"] for batch in trainer.get_train_dataloader()]
     return 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
 

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from transformers import Trainer
 
+from retrain.sampling import ShuffledLengthBatches
+
 
 def class_weights(train_labels: list[int], n_classes: int) -> torch.Tensor:
     """Inverse class frequency ("balanced": n / (k * count)), capped to [0.1, 10] so a class with a
@@ -54,9 +56,20 @@ class ContinualTrainer(Trainer):
 
     EXTRA = ("teacher_probs", "teacher_mask")
 
-    def __init__(self, *args, class_weight=None, distill_alpha=0.0, temperature=2.0, **kwargs):  # noqa: ANN001
+    def __init__(self, *args, class_weight=None, distill_alpha=0.0, temperature=2.0, length_grouped=False,
+                 **kwargs):  # noqa: ANN001
         super().__init__(*args, **kwargs)
         self.class_weight, self.distill_alpha, self.temperature = class_weight, distill_alpha, temperature
+        self.length_grouped = length_grouped
+
+    def _get_train_sampler(self, train_dataset=None):  # noqa: ANN001, ANN202 (Trainer's hook)
+        """`length_grouped`: batches of similar lengths in random order (retrain/sampling.py)."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.length_grouped or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        return ShuffledLengthBatches(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                     self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         extra = {name: inputs.get(name) for name in self.EXTRA}

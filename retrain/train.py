@@ -111,9 +111,6 @@ def training_arguments(
         use_cpu=device == "cpu",
         bf16=use_bf16(config.precision, device),
         dataloader_pin_memory=device != "cpu",
-        # Batches of similar lengths pad little (tweets vary from 5 to 64 tokens); the sampler still shuffles
-        # across the whole set each epoch (bench/throughput.py measures speed and quality against random).
-        train_sampling_strategy="group_by_length" if config.length_grouped else "random",
     )
 
 
@@ -195,6 +192,9 @@ def fine_tune(
         class_weight=class_weights(train_ds["labels"], len(labels)) if config.class_weighting else None,
         distill_alpha=config.distill_alpha,
         temperature=config.distill_temperature,
+        # Batches of similar lengths pad little (tweets vary from 5 to 64 tokens), drawn in random order
+        # (retrain/sampling.py; bench/throughput.py measures speed and quality against random batches).
+        length_grouped=config.length_grouped,
     )
     # disable_tqdm swaps the bars for PrinterCallback, which print()s every log line.
     trainer.remove_callback(PrinterCallback)

@@ -133,7 +133,7 @@ def _padding_share(config: TrainConfig, model_dir, labels, tmp_path) -> float:
     model, tokenizer = load_for_training(model_dir, labels)
     trainer = ContinualTrainer(model=model, args=training_arguments(config, tmp_path, "cpu", has_val=False),
                                train_dataset=to_dataset(rows, tokenizer, labels, 64), processing_class=tokenizer,
-                               data_collator=DataCollatorWithPadding(tokenizer))
+                               data_collator=DataCollatorWithPadding(tokenizer), length_grouped=config.length_grouped)
     masks = [batch["attention_mask"] for batch in trainer.get_train_dataloader()]
     return 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
 
