@@ -139,7 +139,8 @@ def _padding_share(config: TrainConfig, model_dir, labels, tmp_path) -> float:
 
 
 def test_length_grouped_batches_pad_far_less_than_random_ones(tiny_model_dir, labels, tmp_path):
-    grouped = _padding_share(TrainConfig(device="cpu", batch_size=16), tiny_model_dir, labels, tmp_path)
+    grouped = _padding_share(TrainConfig(device="cpu", batch_size=16, length_grouped=True), tiny_model_dir, labels,
+                             tmp_path)
     random = _padding_share(TrainConfig(device="cpu", batch_size=16, length_grouped=False), tiny_model_dir,
                             labels, tmp_path)
     assert random > 0.3  # texts of 1 to 60 words in random batches of 16: about half of it is padding
