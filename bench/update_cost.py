@@ -29,13 +29,12 @@ from bench.cl_data import read_twitter
 from daemon.config import load_settings
 from daemon.context import open_context
 from daemon.cycle.run import maybe_run
-from daemon.cycle.timing import PHASES
+from daemon.cycle.timing import REPORTED as SHOWN
 from daemon.monitoring.drift_pass import DriftMonitor
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = "HF_HUB_OFFLINE=1 .venv/bin/python -m bench.update_cost --out bench/results/update_cost"
 LABELS = ["negative", "neutral", "positive"]
-SHOWN = ("waited", "ingest", "queued", *PHASES)
 
 
 def land(ctx, rows: pd.DataFrame, name: str):
@@ -100,6 +99,7 @@ def main() -> None:
     parser.add_argument("--render", type=Path, metavar="JSON", help="only write the report of an earlier run's JSON")
     args = parser.parse_args()
     if args.render:
+        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "update_cost.md").write_text(render(json.loads(args.render.read_text()), args))
         return
     tweets = read_twitter(args.data, "sent_train.csv").sample(frac=1, random_state=0).reset_index(drop=True)

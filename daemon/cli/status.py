@@ -6,7 +6,7 @@ from typing import Any
 
 from daemon import events
 from daemon.context import Context
-from daemon.cycle.timing import PHASES
+from daemon.cycle.timing import REPORTED
 from daemon.state import parking
 from daemon.state.locks import DAEMON_LOCK, Locks
 
@@ -109,8 +109,7 @@ def render(data: dict[str, Any]) -> str:
 
 def timing_line(timing: dict[str, float]) -> str:
     """"412 s from the file landing to the decision: waited 3 s, ingest 1 s, ..." (daemon/cycle/timing.py)."""
-    names = ("waited", "ingest", "queued", *PHASES)
-    parts = [f"{name} {timing[f'timing.{name}_seconds']:.0f} s" for name in names if f"timing.{name}_seconds" in timing]
+    parts = [f"{name} {timing[f'timing.{name}_seconds']:.0f} s" for name in REPORTED if f"timing.{name}_seconds" in timing]
     total = timing.get("timing.landed_to_decision_seconds")
     head = f"{total:.0f} s from the file landing to the decision" if total is not None else "phases"
     return f"{head}: {', '.join(parts)}"

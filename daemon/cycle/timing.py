@@ -17,6 +17,8 @@ from daemon.state.store import Batch, StateStore
 
 # Measured by the cycle itself, in this order (a WAIT without training has only the first).
 PHASES = ("drift", "prepare", "train", "evaluate", "register", "alias")
+# Everything a finished cycle reports, from the file's landing on: its ingest figures, then the phases.
+REPORTED = ("waited", "ingest", "queued", *PHASES)
 
 
 class Timings:
