@@ -70,5 +70,5 @@ def daemon_settings(root: Path, cfg: Config, seed: int, train: dict | None = Non
     train_fields = {"seed": seed, **({"epochs": cfg.epochs} if cfg.epochs else {}), **(train or {})}
     gate_fields = {k: v for k, v in (gate or {}).items() if k != "name"}
     return load_settings(state_dir=str(root / "state"), inbox_dir=str(root / "inbox"), train=train_fields,
-                         gate=gate_fields, drift={"enabled": False}, mlflow={"keep_versions": 0},
+                         gate=gate_fields, drift={"enabled": False}, mlflow={"keep_versions": 0, "keep_runs": 0},
                          observe={"enabled": False})

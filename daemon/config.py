@@ -88,6 +88,21 @@ class MlflowSection(_Section):
                     "that holds an alias or ever was champion; older rejected candidates lose their weights after "
                     "each cycle (their run, metrics and reports stay; `cltool prune`). 0 = keep all.",
     )
+    keep_runs: int = Field(
+        200, ge=0,
+        description="Retention: older than the newest N versions, a version that never was champion and holds no "
+                    "alias is removed from the registry with its MLflow run and reports (its decision, reasons and "
+                    "metrics stay in the event log; an embedded store is then collected by `mlflow gc`, a tracking "
+                    "server by its operator). 0 = keep all; else at least keep_versions.",
+    )
+
+    @model_validator(mode="after")
+    def _runs_outlive_weights(self) -> MlflowSection:
+        if self.keep_runs and (self.keep_versions == 0 or self.keep_runs < self.keep_versions):
+            raise ValueError(f"mlflow.keep_runs = {self.keep_runs} would remove versions whose weights "
+                             f"mlflow.keep_versions = {self.keep_versions} keeps: set keep_runs to 0 (keep every run) "
+                             f"or to at least keep_versions")
+        return self
 
 
 class StoreSection(_Section):

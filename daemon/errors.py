@@ -61,6 +61,15 @@ class PromotionRefused(CltoolError, ValueError):
         super().__init__(f"version {version} not promoted: {why}")
 
 
+class VersionRemovedError(CltoolError, LookupError):
+    """A version retention removed from MLflow (mlflow.keep_runs): only the event log remembers it."""
+
+    def __init__(self, version: str, reason: str) -> None:
+        self.version = version
+        super().__init__(f"version {version} was removed from MLflow by retention ({reason}); its decision: "
+                         f"`cltool history --type decision --limit 1000`")
+
+
 class SchemaOutdatedError(CltoolError, RuntimeError):
     """The state store's schema is older than this cltool's: someone has to upgrade it first."""
 

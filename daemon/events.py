@@ -43,7 +43,8 @@ ALIAS_SYNCED = "alias.synced"
 ALIAS_MOVES = (PROMOTION, ROLLBACK, CHALLENGER)
 
 # Retention.
-MODEL_PRUNED = "model.pruned"
+MODEL_PRUNED = "model.pruned"  # weights deleted; run and registry entry kept
+MODEL_REMOVED = "model.removed"  # run and registry entry deleted too (older than mlflow.keep_runs)
 
 # Probation after a promotion.
 WATCH_SCORED = "watch.scored"

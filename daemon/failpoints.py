@@ -39,6 +39,8 @@ POINTS = {
     "rollback.after_intent": "a rollback event (manual or automatic) is recorded; no alias moved",
     # Retention (daemon/promotion/retention.py).
     "retention.after_delete": "a version's weights are deleted; it is not tagged cltool.pruned yet",
+    "retention.after_run_removed": "an old version's model.removed event is recorded and its run deleted; "
+                                   "the version is still registered",
     # Drift and probation (daemon/monitoring).
     "drift.after_scored": "a batch's drift.scored event is recorded; its alert not yet opened or closed",
     "watch.after_scored": "a probation watch.scored event is recorded; its verdict not acted on",

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from daemon import events
 from daemon.context import Context
 from daemon.cycle.run import gate_policy
+from daemon.errors import VersionRemovedError
+from registry.errors import UnknownVersionError
 from registry.evidence import EvaluationReport
 from registry.gate import Decision, decide
 
 
 def explain(ctx: Context, version: str) -> dict[str, Any]:
-    info = ctx.registry.get_version(version)
+    try:
+        info = ctx.registry.get_version(version)
+    except UnknownVersionError:
+        removed = [e for e in ctx.store.events(types=[events.MODEL_REMOVED]) if e.version == str(version)]
+        if removed:
+            raise VersionRemovedError(str(version), removed[-1].reason) from None
+        raise
     report = ctx.registry.read_json_artifact(version, "eval_report")
     config = ctx.registry.read_json_artifact(version, "config")
     stored = Decision.from_dict(report["decision"])

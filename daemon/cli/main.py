@@ -234,30 +234,47 @@ def rollback(obj, reason: str, to: str | None) -> None:
 @cli.command()
 @click.option("--keep", type=click.IntRange(min=1), metavar="N",
               help="Keep the weights of the newest N versions (default: mlflow.keep_versions).")
-@click.option("--dry-run", is_flag=True, help="Only list the versions whose weights would be deleted.")
+@click.option("--keep-runs", type=click.IntRange(min=0), metavar="N",
+              help="Keep the runs and registry entries of the newest N versions (default: mlflow.keep_runs; "
+                   "0 = keep all).")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
 @click.pass_obj
 @_fail_cleanly
-def prune(obj, keep: int | None, dry_run: bool, as_json: bool) -> None:
-    """Delete the weights of old versions that cannot serve any more (the daemon does this after each cycle).
+def prune(obj, keep: int | None, keep_runs: int | None, dry_run: bool, as_json: bool) -> None:
+    """Delete what old versions that cannot serve any more leave behind (the daemon does this after each cycle).
 
-    Kept: the newest N versions, every version an alias points at and every version that ever was
-    champion. A pruned version keeps its registry entry, run, metrics and reports (tag cltool.pruned)
-    but can no longer be promoted or rolled back to."""
+    Kept: every version an alias points at and every version that ever was champion. Other versions
+    older than the newest --keep lose their weights: their registry entry, run, metrics and reports stay
+    (tag cltool.pruned), but they can no longer be promoted or rolled back to. Older than the newest
+    --keep-runs, they are removed from MLflow altogether (their decision stays in `cltool history`), and
+    an embedded MLflow store is garbage-collected at once."""
     from daemon.promotion import retention
+    from registry import removal
 
     ctx = _context(obj)
     keep = keep if keep is not None else ctx.settings.mlflow.keep_versions
+    keep_runs = keep_runs if keep_runs is not None else ctx.settings.mlflow.keep_runs
+    if keep_runs and keep_runs < keep:
+        raise click.UsageError(f"--keep-runs {keep_runs} would remove versions whose weights --keep {keep} keeps")
     if keep == 0:
         _emit([], as_json, "mlflow.keep_versions = 0: every version keeps its weights (pass --keep N)")
         return
-    found = retention.prune(ctx, keep, actor=_actor(), dry_run=dry_run)
+    pruned = retention.prune(ctx, keep, actor=_actor(), dry_run=dry_run)
+    removed = retention.remove(ctx, keep_runs, actor=_actor(), dry_run=dry_run)
+    if removed and not dry_run:
+        removal.collect_garbage(ctx.registry, force=True)
+    gone = {v.version for v in removed}
+    found = [(v, "weights") for v in pruned if v.version not in gone] + [(v, "run") for v in removed]
+    found.sort(key=lambda item: -int(item[0].version))
     verb = "would delete" if dry_run else "deleted"
+    what = {"weights": "the weights of", "run": "the run, reports and registry entry of"}
     _emit([{"version": v.version, "created_at": v.created_at.isoformat(), "decision": v.tags.get("cltool.decision"),
-            "deleted": not dry_run} for v in found], as_json,
-          "\n".join(f"{verb} the weights of v{v.version} (created {v.created_at:%Y-%m-%d %H:%M}, "
-                    f"{v.tags.get('cltool.decision', 'no decision')})" for v in found)
-          or f"nothing to prune: the newest {keep} versions, alias holders and former champions keep their weights")
+            "what": kind, "deleted": not dry_run} for v, kind in found], as_json,
+          "\n".join(f"{verb} {what[kind]} v{v.version} (created {v.created_at:%Y-%m-%d %H:%M}, "
+                    f"{v.tags.get('cltool.decision', 'no decision')})" for v, kind in found)
+          or f"nothing to prune: the newest {keep} versions, alias holders and former champions keep their weights"
+             + (f", and the newest {keep_runs} their runs" if keep_runs else ""))
 
 
 @cli.command()

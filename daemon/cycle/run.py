@@ -243,7 +243,7 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work, t
 
 def _finish(ctx: Context, cycle_id: str, result: CycleResult, timing: dict[str, float]) -> None:
     """The cycle's end in the event log (with where its time went), the timings the MLflow run could not
-    have before the alias moved, then the clean-up: old cached models and old versions' weights."""
+    have before the alias moved, then the clean-up: old cached models, old versions' weights and runs."""
     ctx.store.append(events.CYCLE_FINISHED, result.outcome, version=result.version,
                      payload={"cycle_id": cycle_id, "timing": timing})
     late = {key: value for key, value in timing.items() if key not in result.metrics}  # not known at registration
@@ -256,7 +256,7 @@ def _finish(ctx: Context, cycle_id: str, result: CycleResult, timing: dict[str, 
     keep = {v for v in (keeper.alias_version("champion"), keeper.alias_version("previous_champion")) if v}
     ctx.models.prune(keep)
     try:
-        retention.prune(ctx, ctx.settings.mlflow.keep_versions, actor="daemon")
+        retention.apply(ctx, actor="daemon")
     except Exception:  # retention must never fail a cycle whose decision is already recorded; it retries next time
         log.exception("retention: pruning old versions failed")
 

@@ -218,7 +218,7 @@ def test_a_crash_in_the_probation_watch_still_rolls_back(tmp_path, tiny_base):
 
 
 def test_a_crash_between_deleting_weights_and_tagging_is_finished_by_the_next_prune(tmp_path, tiny_base):
-    state = State(tmp_path, tiny_base, gate={"min_fresh_gain": 1.0}, mlflow={"keep_versions": 0})
+    state = State(tmp_path, tiny_base, gate={"min_fresh_gain": 1.0}, mlflow={"keep_versions": 0, "keep_runs": 0})
     with_champion(state)
     for _ in range(2):
         state.drop()
@@ -235,9 +235,32 @@ def test_a_crash_between_deleting_weights_and_tagging_is_finished_by_the_next_pr
     assert_consistent(state)
 
 
+def test_a_crash_while_removing_an_old_version_is_finished_by_the_next_pass(tmp_path, tiny_base):
+    from daemon.promotion import retention
+    from registry.errors import UnknownVersionError
+
+    state = State(tmp_path, tiny_base, gate={"min_fresh_gain": 1.0}, mlflow={"keep_versions": 0, "keep_runs": 0})
+    with_champion(state)
+    for _ in range(2):  # v2 and v3 rejected; v3 holds the challenger alias
+        state.drop()
+        state.daemon_pass()
+    state.crash("retention.after_run_removed", "prune", "--keep", "1", "--keep-runs", "1")
+    ctx = state.ctx()
+    [removed] = ctx.store.events(types=[events.MODEL_REMOVED])
+    assert removed.version == "2" and ctx.registry.get_version("2").version == "2"  # run deleted, still registered
+    assert_consistent(state)
+    assert [v.version for v in retention.remove(ctx, 1, actor="test")] == ["2"]  # the retried pass finishes it
+    with pytest.raises(UnknownVersionError):
+        ctx.registry.get_version("2")
+    assert len(ctx.store.events(types=[events.MODEL_REMOVED])) == 1  # recorded once
+    assert ctx.registry.has_weights("1") and ctx.registry.has_weights("3")
+    assert_consistent(state)
+
+
 def test_every_crash_point_is_exercised_here():
     tested = set(PASS_POINTS) | {"ingest.before_quarantine_event", "drift.after_scored", "promote.after_intent",
-                                 "rollback.after_intent", "watch.after_scored", "retention.after_delete"}
+                                 "rollback.after_intent", "watch.after_scored", "retention.after_delete",
+                                 "retention.after_run_removed"}
     assert tested == set(failpoints.POINTS)
 
 

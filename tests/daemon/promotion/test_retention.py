@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -104,3 +105,86 @@ def test_the_daemon_prunes_after_each_cycle(tmp_path, tiny_base):
     # v1 is the champion or a former one, v3 the newest: only the stale v2 lost its weights.
     assert [v.version for v in ctx.registry.list_versions() if "cltool.pruned" in v.tags] == [stale]
     assert ctx.store.last_event("model.pruned").actor == "daemon"
+
+
+# -- runs: older than mlflow.keep_runs, a version that never served leaves MLflow altogether ---------------
+
+def test_an_old_version_that_never_served_is_removed_from_mlflow(ctx):
+    from mlflow.exceptions import MlflowException
+
+    from registry import removal
+    from registry.errors import UnknownVersionError
+
+    client = ctx.registry._connect()
+    old = ctx.registry.get_version("4")
+    run_files = Path(client.get_run(old.run_id).info.artifact_uri.removeprefix("file://"))
+    assert (run_files / "evaluation.json").is_file()
+    assert [v.version for v in retention.removable(ctx, keep_runs=1)] == ["4"]  # v5 newest, v1-v3 served
+    assert retention.removable(ctx, keep_runs=0) == []  # 0 keeps every run
+    assert [v.version for v in retention.remove(ctx, 1, actor="test", dry_run=True)] == ["4"]
+    assert ctx.registry.get_version("4").version == "4"  # a dry run removes nothing
+
+    assert [v.version for v in retention.remove(ctx, 1, actor="test")] == ["4"]
+    with pytest.raises(UnknownVersionError):
+        ctx.registry.get_version("4")
+    assert client.get_run(old.run_id).info.lifecycle_stage == "deleted"
+    assert not run_files.exists() or not any(run_files.iterdir())  # reports gone with it
+    [event] = ctx.store.events(types=["model.removed"])
+    assert event.version == "4" and event.payload["run_id"] == old.run_id and event.payload["decision"] == "REJECT"
+    assert [v.version for v in ctx.registry.list_versions()] == ["5", "3", "2", "1"]  # former champions stay
+    assert retention.remove(ctx, 1, actor="test") == []  # done once
+
+    assert removal.collect_garbage(ctx.registry) == 0  # below the backlog: waits for company
+    assert removal.collect_garbage(ctx.registry, force=True) == 1
+    with pytest.raises(MlflowException, match="not found|does not exist|No run"):
+        client.get_run(old.run_id)  # collected for good
+    new = ctx.registry.log_candidate(model_dir=ctx.models.path("5"), run_name="c6", params={}, metrics={},
+                                     tags={}, json_artifacts={})
+    assert new.version == "6"  # a removed version's number is never given out again
+
+
+def test_explain_names_a_removed_version_and_where_its_decision_is(ctx):
+    from daemon.cli.explain import explain
+    from daemon.errors import VersionRemovedError
+
+    retention.remove(ctx, 1, actor="test")
+    with pytest.raises(VersionRemovedError, match="version 4 was removed from MLflow by retention.*keep_runs"):
+        explain(ctx, "4")
+
+
+def test_cltool_prune_removes_old_runs_and_lists_what_went(ctx, tmp_path):
+    args = ["--state-dir", str(tmp_path / "state"), "--inbox-dir", str(tmp_path / "inbox"), "prune"]
+    refused = CliRunner().invoke(cli, [*args, "--keep", "2", "--keep-runs", "1"])
+    assert refused.exit_code == 2 and "--keep-runs 1 would remove versions" in refused.output
+    dry = CliRunner().invoke(cli, [*args, "--keep", "1", "--keep-runs", "1", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    assert [(v["version"], v["what"], v["deleted"]) for v in json.loads(dry.output)] == [("4", "run", False)]
+    done = CliRunner().invoke(cli, [*args, "--keep", "1", "--keep-runs", "1"])
+    assert done.exit_code == 0 and "deleted the run, reports and registry entry of v4" in done.output
+    again = CliRunner().invoke(cli, [*args, "--keep", "1", "--keep-runs", "1"])
+    assert again.exit_code == 0 and "and the newest 1 their runs" in again.output
+
+
+def test_keep_runs_below_keep_versions_is_refused_at_start_up(tmp_path):
+    from daemon.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="mlflow.keep_runs = 5 would remove versions"):
+        load_settings(state_dir=str(tmp_path), mlflow={"keep_versions": 20, "keep_runs": 5})
+    assert load_settings(state_dir=str(tmp_path), mlflow={"keep_versions": 0, "keep_runs": 0}).mlflow.keep_runs == 0
+
+
+def test_the_daemon_removes_old_runs_after_each_cycle(tmp_path, tiny_base):
+    from daemon.cycle.run import maybe_run
+    from tests.daemon.conftest import write_csv
+    from tests.daemon.cycle.test_cycle import cycle_settings, toy_rows
+
+    settings = cycle_settings(tmp_path, tiny_base, mlflow={"keep_versions": 1, "keep_runs": 1})
+    ctx = open_context(settings, owner="test")
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(200)))
+    assert maybe_run(ctx).version == "1"
+    stale = ctx.registry.log_candidate(model_dir=tiny_base, run_name="old reject", params={}, metrics={},
+                                       tags={"cltool.decision": "REJECT"}, json_artifacts={}).version
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(200, start=1000)))
+    assert maybe_run(ctx).version == "3"
+    assert stale not in {v.version for v in ctx.registry.list_versions()}
+    assert ctx.store.last_event("model.removed").version == stale and ctx.store.last_event("model.removed").actor == "daemon"
