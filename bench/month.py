@@ -10,7 +10,9 @@ hourly stream of six weeks in about an hour; a cycle takes 20 files (1,000 rows)
 in the supervised child process (the default launcher), so the daemon's own process is what a long-lived
 service keeps. The stores are the real embedded ones (SQLite state store, SQLite MLflow tracking and registry,
 artifacts on disk), with retention tightened so its bound shows within the run (keep_versions 5,
-keep_runs 20). Prometheus is imitated: /metrics is scraped at every sample.
+keep_runs 20), and the gate decides at once (max_wait_rows 10: toy rows leave every candidate as perfect as
+the champion, which would otherwise WAIT, and retrain on every new file, until 400 fresh rows). Prometheus is
+imitated: /metrics is scraped at every sample.
 
 Reported: RSS (MiB) and open descriptors against batches recorded, as least-squares slopes per 100 batches
 over the second half of the run (after the warm-up); the MLflow runs (active and deleted), registered
@@ -57,6 +59,7 @@ poll_seconds = 1
 [gate]
 first_model_min_macro_f1 = 0.0
 min_fresh_rows = 10
+max_wait_rows = 10
 [drift]
 min_reference_rows = 20
 [mlflow]

@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with the first score: `cltool status` opens a Context without it
+    import numpy as np
 
 MAX_ROWS = 50_000  # about 15 MB: the regression suite (gate.regression_max_rows), a few batches and replay
 
@@ -54,6 +55,8 @@ class ScoreCache:
         return found
 
     def put(self, model: str, texts: Sequence[str], probs: np.ndarray) -> None:
+        import numpy as np
+
         for text, row in zip(texts, probs):
             key = (model, _key(text))
             self._rows[key] = np.array(row, dtype=np.float32)
@@ -83,6 +86,8 @@ class CachedPredictor:
         return getattr(self.predictor, name)
 
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
         texts = list(texts)
         if not self.enabled:
             return self.predictor.predict(texts)

@@ -197,13 +197,19 @@ def retrain(obj, reason: str) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--live", is_flag=True, help="Read the aliases and figures from MLflow, not from cltool's event log "
+                                          "(slower; `cltool fsck` reports where the two differ).")
 @click.pass_obj
 @_fail_cleanly
-def status(obj, as_json: bool) -> None:
-    """Champion, challenger, previous champion, pending rows and the last decision."""
+def status(obj, as_json: bool, live: bool) -> None:
+    """Champion, challenger, previous champion, pending rows and the last decision.
+
+    The aliases are where cltool last moved them, with each version's figures as its decision recorded
+    them: no MLflow call, so it answers at once. An alias moved outside cltool shows with --live (and in
+    `cltool fsck`)."""
     from daemon.cli.status import collect, render
 
-    data = collect(_context(obj))
+    data = collect(_context(obj), live=live)
     _emit(data, as_json, render(data))
 
 

@@ -13,15 +13,29 @@ from daemon.state.locks import DAEMON_LOCK, Locks
 ALIASES = ("champion", "challenger", "previous_champion")
 
 
-def collect(ctx: Context) -> dict[str, Any]:
-    data: dict[str, Any] = {"model_name": ctx.settings.mlflow.model_name}
+def collect(ctx: Context, live: bool = False) -> dict[str, Any]:
+    """What `cltool status` shows. The aliases as cltool's event log says it last moved them, each version's
+    figures from its decision event: no MLflow call, so status answers at once. `live`: ask MLflow instead
+    (what `cltool fsck` compares the log with; a version no decision names is read from MLflow either way)."""
+    data: dict[str, Any] = {"model_name": ctx.settings.mlflow.model_name,
+                            "aliases_from": "mlflow" if live else "event log"}
+    holders = ({alias: ctx.keeper.alias_version(alias) for alias in ALIASES} if live else aliases_from_log(ctx))
+    decided = {e.version: e for e in ctx.store.events(types=[events.DECISION]) if e.version in holders.values()}
     for alias in ALIASES:
-        info = ctx.registry.get_alias(alias)
-        data[alias] = None if info is None else {
-            "version": info.version, "run_id": info.run_id, "created_at": info.created_at.isoformat(),
-            "decision": info.tags.get("cltool.decision"), "metrics": info.metrics,
-            "continual": continual_of(info.metrics),
-        }
+        version = holders[alias]
+        if version is None:
+            data[alias] = None
+            continue
+        decision = decided.get(version)
+        if live or decision is None or "run_id" not in decision.payload:  # e.g. registered by an older cltool
+            info = ctx.registry.get_version(version)
+            data[alias] = {"version": info.version, "run_id": info.run_id, "created_at": info.created_at.isoformat(),
+                           "decision": info.tags.get("cltool.decision"), "metrics": info.metrics}
+        else:
+            data[alias] = {"version": version, "run_id": decision.payload["run_id"],
+                           "created_at": decision.payload.get("created_at", decision.at.isoformat()),
+                           "decision": decision.payload.get("outcome"), "metrics": decision.payload.get("metrics", {})}
+        data[alias]["continual"] = continual_of(data[alias]["metrics"])
     pending = parking.pending(ctx.store)
     data["pending_rows"] = sum(batch.n_train for batch in pending)
     data["pending_batches"] = [batch.batch_id for batch in pending]
@@ -42,6 +56,27 @@ def collect(ctx: Context) -> dict[str, Any]:
         "cycle_id": finished.payload.get("cycle_id"), "outcome": finished.reason, "version": finished.version,
         "at": finished.at.isoformat(), "timing": finished.payload.get("timing", {})}
     return data
+
+
+def aliases_from_log(ctx: Context) -> dict[str, str | None]:
+    """Where cltool's last synced alias moves left each alias: champion and previous_champion as the last
+    `alias.synced` names them; challenger the last challenger move's version, unless a later promotion or
+    rollback took that version (MLflow then clears it)."""
+    synced = ctx.store.last_event(events.ALIAS_SYNCED)
+    found: dict[str, str | None] = {alias: None for alias in ALIASES}
+    if synced is None:
+        return found
+    found["champion"] = synced.payload.get("champion")
+    found["previous_champion"] = synced.payload.get("previous_champion")
+    done = {e.payload.get("intent_id") for e in ctx.store.events(types=[events.ALIAS_SYNCED])}
+    for move in ctx.store.events(types=list(events.ALIAS_MOVES)):
+        if move.id not in done:
+            continue  # an interrupted move: the next start-up or manual move finishes it
+        if move.type == events.CHALLENGER:
+            found["challenger"] = move.version
+        elif move.payload.get("to", move.version) == found["challenger"]:
+            found["challenger"] = None
+    return found
 
 
 def running_cycle(ctx: Context) -> dict[str, Any] | None:
@@ -70,7 +105,8 @@ def continual_of(metrics: dict[str, float]) -> dict[str, float | None]:
 
 
 def render(data: dict[str, Any]) -> str:
-    lines = [f"model {data['model_name']}"]
+    lines = [f"model {data['model_name']}" + (" (aliases read from MLflow)" if data.get("aliases_from") == "mlflow"
+                                             else "")]
     for alias in ALIASES:
         info = data[alias]
         if info is None:

@@ -225,17 +225,19 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work, t
     drift = drift_report(ctx, [b.batch_id for b in pending])
     if drift is not None:
         json_artifacts["drift_report"] = {"trigger": trigger, **drift}
-    version = ctx.registry.log_candidate(
+    registered = ctx.registry.log_candidate(
         model_dir=result.model_dir, run_name=cycle_id, params=s.public_dump(), metrics=metrics,
         tags=review.tags,
         json_artifacts=json_artifacts,
         files=review.files, description=describe(decision, summaries, champion.version if champion else None, lineage),
         input_example=fresh["text"].head(2).tolist(), datasets=review.datasets,
-    ).version
+    )
+    version = registered.version
     ctx.scores.rename(_candidate_key(cycle_id), version)
     failpoints.hit("cycle.after_registration")  # an undecided version: the restart removes it (daemon/repair.py)
     timings.enter("alias")
-    result = _record(ctx, cycle_id, pending, decision, version, champion.version if champion else None, metrics)
+    result = _record(ctx, cycle_id, pending, decision, version, champion.version if champion else None, metrics,
+                     registered={"run_id": registered.run_id, "created_at": registered.created_at.isoformat()})
     timings.stop()
     _finish(ctx, cycle_id, result, timings.metrics(arrived, finished=True))
     return result
@@ -261,8 +263,10 @@ def _finish(ctx: Context, cycle_id: str, result: CycleResult, timing: dict[str, 
         log.exception("retention: pruning old versions failed")
 
 
-def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against, metrics) -> CycleResult:
-    """Decision + consumed batches in one transaction, then the alias move, all under the alias lock."""
+def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against, metrics,
+            registered: dict[str, str]) -> CycleResult:
+    """Decision + consumed batches in one transaction, then the alias move, all under the alias lock.
+    `registered`: the version's run id and registration time, so `cltool status` needs no MLflow call."""
     keeper, outcome, reasons = ctx.keeper, decision.outcome, decision.reasons
     with keeper.lock():
         keeper.reconcile(locked=True)
@@ -277,7 +281,7 @@ def _record(ctx, cycle_id, pending, decision: Decision, version, judged_against,
         entries = [
             {"type": events.DECISION, "version": version, "reason": f"{outcome}: " + "; ".join(reasons),
              "payload": {"outcome": outcome, "reasons": reasons, "cycle_id": cycle_id, "metrics": metrics,
-                         "batches": [b.batch_id for b in pending], "champion": judged_against}},
+                         "batches": [b.batch_id for b in pending], "champion": judged_against, **registered}},
             {"type": events.PROMOTION if op == "promote" else events.CHALLENGER, "version": version,
              "reason": "gate: " + outcome, "payload": {"op": op, "to": version, "from": now_champion,
                                                         "forced": False, "gate_decision": outcome}},

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads with the first file read: `cltool status` imports this module without it
+    import pandas as pd
+
 
 REQUIRED = ("text", "label")
 OPTIONAL = ("id", "published_at", "source")
@@ -56,7 +58,7 @@ class Judgement:
     """What one file holds: accepted rows, bad rows, and a file-level problem if any."""
 
     rows_in_file: int = 0
-    accepted: pd.DataFrame = field(default_factory=pd.DataFrame)
+    accepted: pd.DataFrame = field(default_factory=lambda: _pandas().DataFrame())
     errors: list[RowError] = field(default_factory=list)
     duplicates: int = 0
     file_problem: str | None = None
@@ -91,6 +93,7 @@ def read_chunks(path: Path) -> Iterator[tuple[pd.DataFrame, list[RowError]]]:
     """The file as frames of at most CHUNK_ROWS rows (so a large file is read in bounded memory), each with
     the JSONL lines of its span that do not parse; a JSONL frame carries each row's line in `__row__`.
     At least one frame (maybe empty), so its columns can be checked. Raises FileProblem."""
+    pd = _pandas()
     suffix = path.suffix.lower()
     kind = FORMATS.get(suffix)
     if kind is None:
@@ -135,6 +138,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[pd.DataFrame, list[RowError]]]:
     records, errors = [], []
 
     def frame() -> pd.DataFrame:
+        pd = _pandas()
         # dtype=object: an int id next to a missing one must stay "7", not become the float 7.0.
         return pd.DataFrame(records, dtype=object) if records else pd.DataFrame(columns=["__row__"])
 
@@ -235,7 +239,7 @@ class _Accepted:
                 kept[name].append(value)
 
     def frame(self, reject_conflicts: bool) -> pd.DataFrame:
-        accepted = pd.DataFrame(self.kept, columns=ACCEPTED_COLUMNS)
+        accepted = _pandas().DataFrame(self.kept, columns=ACCEPTED_COLUMNS)
         if reject_conflicts and self.conflicted:
             accepted = _drop_conflicts(accepted, self.digests, self.conflicted, self.judgement)
         return accepted
@@ -275,7 +279,7 @@ def _drop_conflicts(accepted: pd.DataFrame, digests: list[str], conflicted: set[
 def _row_problem(record: dict[str, Any], max_text_chars: int) -> tuple[str, str, str] | None:
     """(column, value, expected) of the first thing wrong with a row's text and column types, else None."""
     text = record.get("text")
-    if text is None or (isinstance(text, float) and pd.isna(text)):
+    if text is None or (isinstance(text, float) and math.isnan(text)):
         text = ""
     if not isinstance(text, str):
         return "text", _shown(text), f"a string, not {_kind(text)}"
@@ -288,6 +292,8 @@ def _row_problem(record: dict[str, Any], max_text_chars: int) -> tuple[str, str,
         if found:
             return ("text", _shown(text), f"text without control characters or lone surrogates "
                                           f"(a {what} U+{ord(found.group()):04X} at character {found.start() + 1})")
+    import numpy as np
+
     label = record.get("label")
     if label is not None and not isinstance(label, (str, int)) or isinstance(label, (bool, np.bool_)):
         return "label", _shown(label), f"a string, not {_kind(label)}"
@@ -301,6 +307,8 @@ def _row_problem(record: dict[str, Any], max_text_chars: int) -> tuple[str, str,
 
 
 def _kind(value: Any) -> str:
+    import numpy as np
+
     if isinstance(value, (bool, np.bool_)):
         return "a boolean"
     if isinstance(value, dict):
@@ -327,8 +335,14 @@ def _delimiter_hint(columns) -> str:
     return ""
 
 
+def _pandas():  # noqa: ANN202 (the pandas module)
+    import pandas
+
+    return pandas
+
+
 def _optional(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
         return None
     if hasattr(value, "isoformat"):  # a Parquet timestamp
         return value.isoformat()

@@ -89,23 +89,28 @@ def test_cltool_prune_lists_then_deletes(ctx, tmp_path):
     assert refused.exit_code == 1 and "weights were deleted" in refused.output
 
 
-def test_the_daemon_prunes_after_each_cycle(tmp_path, tiny_base):
+def test_the_daemon_prunes_and_removes_after_each_cycle(tmp_path, tiny_base):
     from daemon.cycle.run import maybe_run
     from tests.daemon.conftest import write_csv
     from tests.daemon.cycle.test_cycle import cycle_settings, toy_rows
 
-    settings = cycle_settings(tmp_path, tiny_base, mlflow={"keep_versions": 1})
+    settings = cycle_settings(tmp_path, tiny_base, mlflow={"keep_versions": 1, "keep_runs": 2})
     ctx = open_context(settings, owner="test")
     ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(200)))
     assert maybe_run(ctx).version == "1"
-    stale = ctx.registry.log_candidate(model_dir=tiny_base, run_name="old reject", params={}, metrics={},
-                                       tags={"cltool.decision": "REJECT"}, json_artifacts={}).version
+    older, old = (ctx.registry.log_candidate(model_dir=tiny_base, run_name=f"old reject {n}", params={}, metrics={},
+                                             tags={"cltool.decision": "REJECT"}, json_artifacts={}).version
+                  for n in (1, 2))
     ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(200, start=1000)))
-    assert maybe_run(ctx).version == "3"
-    # v1 is the champion or a former one, v3 the newest: only the stale v2 lost its weights.
-    assert [v.version for v in ctx.registry.list_versions() if "cltool.pruned" in v.tags] == [stale]
+    assert maybe_run(ctx).version == "4"
+    # v1 is the champion or a former one and v4 the newest: v3 lost its weights (older than keep_versions 1),
+    # v2 its run and registry entry too (older than keep_runs 2).
+    versions = ctx.registry.list_versions()
+    assert [v.version for v in versions] == ["4", old, "1"] and older == "2"
+    assert [v.version for v in versions if "cltool.pruned" in v.tags] == [old]
     assert ctx.store.last_event("model.pruned").actor == "daemon"
-
+    removed = ctx.store.last_event("model.removed")
+    assert (removed.version, removed.actor) == (older, "daemon")
 
 # -- runs: older than mlflow.keep_runs, a version that never served leaves MLflow altogether ---------------
 
@@ -172,19 +177,3 @@ def test_keep_runs_below_keep_versions_is_refused_at_start_up(tmp_path):
         load_settings(state_dir=str(tmp_path), mlflow={"keep_versions": 20, "keep_runs": 5})
     assert load_settings(state_dir=str(tmp_path), mlflow={"keep_versions": 0, "keep_runs": 0}).mlflow.keep_runs == 0
 
-
-def test_the_daemon_removes_old_runs_after_each_cycle(tmp_path, tiny_base):
-    from daemon.cycle.run import maybe_run
-    from tests.daemon.conftest import write_csv
-    from tests.daemon.cycle.test_cycle import cycle_settings, toy_rows
-
-    settings = cycle_settings(tmp_path, tiny_base, mlflow={"keep_versions": 1, "keep_runs": 1})
-    ctx = open_context(settings, owner="test")
-    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(200)))
-    assert maybe_run(ctx).version == "1"
-    stale = ctx.registry.log_candidate(model_dir=tiny_base, run_name="old reject", params={}, metrics={},
-                                       tags={"cltool.decision": "REJECT"}, json_artifacts={}).version
-    ctx.inbox.ingest_copy(write_csv(tmp_path / "b.csv", toy_rows(200, start=1000)))
-    assert maybe_run(ctx).version == "3"
-    assert stale not in {v.version for v in ctx.registry.list_versions()}
-    assert ctx.store.last_event("model.removed").version == stale and ctx.store.last_event("model.removed").actor == "daemon"

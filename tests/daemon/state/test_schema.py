@@ -122,3 +122,8 @@ def test_cltool_db_reports_and_upgrades_and_other_commands_wait_for_it(tmp_path,
     assert "already at revision" in invoke("db", "upgrade").output
     status = json.loads(invoke("status", "--json").output)
     assert status["pending_rows"] == 1  # b2's one train row, read from the store now
+
+
+def test_the_spelled_out_head_is_the_migration_scripts_head():
+    # Opening a store at HEAD skips Alembic (a quick `cltool status`): a new migration must move HEAD too.
+    assert schema.HEAD == schema.head()
