@@ -42,33 +42,26 @@ import pandas as pd
 CLTOOL = str(Path(sys.executable).parent / "cltool")
 LABELS = ["negative", "neutral", "positive"]
 WORDS = {"negative": "plunge loss", "neutral": "meeting held", "positive": "soar profit"}
-CONFIG = """\
-state_dir = "{root}/state"
-inbox_dir = "{root}/inbox"
-[model]
-base = "{base}"
-max_length = 16
-[train]
-epochs = 2
-batch_size = 32
-learning_rate = 0.002
-early_stopping_patience = 0
-[trigger]
-min_new_rows = {min_new_rows}
-poll_seconds = 1
-[gate]
-first_model_min_macro_f1 = 0.0
-min_fresh_rows = 10
-max_wait_rows = 10
-[drift]
-min_reference_rows = 20
-[mlflow]
-keep_versions = 5
-keep_runs = 20
-[observe]
-port = {port}
-refresh_seconds = 5
-"""
+SECTIONS = {
+    "model": {"max_length": 16},
+    "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.002, "early_stopping_patience": 0},
+    "trigger": {"poll_seconds": 1},
+    "gate": {"first_model_min_macro_f1": 0.0, "min_fresh_rows": 10, "max_wait_rows": 10},
+    "drift": {"min_reference_rows": 20},
+    "mlflow": {"keep_versions": 5, "keep_runs": 20},
+    "observe": {"refresh_seconds": 5},
+}
+
+
+def config_text(root: Path, base: Path, port: int, min_new_rows: int) -> str:
+    sections = {name: dict(values) for name, values in SECTIONS.items()}
+    sections["model"]["base"] = str(base)
+    sections["trigger"]["min_new_rows"] = min_new_rows
+    sections["observe"]["port"] = port
+    lines = [f'state_dir = "{root}/state"', f'inbox_dir = "{root}/inbox"']
+    for name, values in sections.items():
+        lines += [f"[{name}]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
+    return "\n".join(lines) + "\n"
 
 
 def rows(batch: int, n: int) -> pd.DataFrame:
@@ -156,8 +149,7 @@ def main() -> None:
     base = build_tiny_model(root / "tiny", LABELS)
     port = free_port()
     config = root / "cltool.toml"
-    config.write_text(CONFIG.format(root=root, base=base, port=port,
-                                    min_new_rows=args.rows * args.batches_per_cycle))
+    config.write_text(config_text(root, base, port, args.rows * args.batches_per_cycle))
     stop = threading.Event()
     feed = threading.Thread(target=feeder, args=(root / "inbox", args.batches, args.rows, stop), daemon=True)
     log_file = (root / "daemon.log").open("w")

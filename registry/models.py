@@ -321,8 +321,6 @@ class ModelRegistry:
 
         Files first, tag second: a crash between the two leaves an untagged version without files,
         and calling again finishes (deleting what is already gone is not an error)."""
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
         info = self.get_version(version)
         if info.aliases:
             raise WeightsKeptError(self.model_name, info.version, f"it is the {' and '.join(info.aliases)}")
@@ -331,7 +329,7 @@ class ModelRegistry:
                                    f"its source {info.source!r} is not an MLflow logged model")
         client = self._connect()
         location = client.get_logged_model(info.source.removeprefix("models:/")).artifact_location
-        get_artifact_repository(location).delete_artifacts()
+        self._artifacts(location).delete_artifacts()
         if after_files is not None:  # a crash test's hook between the two steps
             after_files()
         client.set_model_version_tag(self.model_name, info.version, self.PRUNED_TAG, note)
@@ -339,13 +337,18 @@ class ModelRegistry:
 
     def has_weights(self, version: str) -> bool:
         """Whether the version's model files are in the artifact store (not pruned, not lost)."""
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
         info = self.get_version(version)
         if self.PRUNED_TAG in info.tags or not info.source.startswith("models:/m-"):
             return False
         location = self._connect().get_logged_model(info.source.removeprefix("models:/")).artifact_location
-        return any(True for _ in get_artifact_repository(location).list_artifacts())
+        return any(True for _ in self._artifacts(location).list_artifacts())
+
+    def _artifacts(self, location: str) -> Any:
+        """The artifact repository at `location`, resolved against this registry's tracking server (a proxied
+        `mlflow-artifacts:` location means nothing without it; mlflow's global tracking URI is never set)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        return get_artifact_repository(location, tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def delete_version(self, version: str) -> None:
         """Remove a registered version that holds no alias (an orphan no decision names: `cltool fsck

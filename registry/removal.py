@@ -34,8 +34,6 @@ GC_BACKLOG = 20
 
 def remove_version(registry: ModelRegistry, version: str, after_run: Callable[[], None] | None = None) -> None:
     """Delete every trace of `version` from MLflow (refused while an alias points at it)."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     info = registry.get_version(version)
     if info.aliases:
         raise WeightsKeptError(registry.model_name, info.version, f"it is the {' and '.join(info.aliases)}")
@@ -44,7 +42,7 @@ def remove_version(registry: ModelRegistry, version: str, after_run: Callable[[]
     logged = _found(lambda: client.get_logged_model(model_id)) if model_id else None  # None once deleted
     run = _found(lambda: client.get_run(info.run_id)) if info.run_id else None  # None once collected
     for location in ([logged.artifact_location] if logged else []) + ([run.info.artifact_uri] if run else []):
-        get_artifact_repository(location).delete_artifacts()
+        registry._artifacts(location).delete_artifacts()
     if run is not None and run.info.lifecycle_stage != "deleted":
         client.delete_run(info.run_id)
     if logged is not None:

@@ -67,8 +67,8 @@ def cltool(prod, host: str, *args, ok=True, env=None):
     return done
 
 
-def as_json(prod, host, *args):
-    return json.loads(cltool(prod, host, *args, "--json").stdout)
+def as_json(prod, host, *args, env=None):
+    return json.loads(cltool(prod, host, *args, "--json", env=env).stdout)
 
 
 def test_the_story_runs_on_postgres_and_an_mlflow_server(prod, mlflow_server):
@@ -94,6 +94,22 @@ def test_the_story_runs_on_postgres_and_an_mlflow_server(prod, mlflow_server):
     assert [e["version"] for e in log if e["type"] == "decision"] == ["1", "2"]
     moves = [(e["type"], e["version"], e["reason"]) for e in log if e["type"] in ("promotion", "rollback")]
     assert moves[-2:] == [("promotion", other, "drill"), ("rollback", champion, "drill over")]
+
+    # Retention on the server, as the non-admin user: two rejected candidates, then the older one leaves MLflow
+    # with its run and its files; its decision stays in the shared log.
+    for n, start in ((3, 2000), (4, 3000)):
+        toy_rows(200, start=start).to_csv(root / f"b{n}.csv", index=False)
+        cltool(prod, "a", "ingest", str(root / f"b{n}.csv"))
+        cycle = as_json(prod, "a", "run", "--once", env={"CLTOOL_GATE__MIN_FRESH_GAIN": "1.0"})["cycle"]
+        assert (cycle["version"], cycle["outcome"]) == (str(n), "REJECT")
+    removed = as_json(prod, "b", "prune", "--keep", "1", "--keep-runs", "1")
+    assert [(v["version"], v["what"]) for v in removed] == [("3", "run")]
+    [event] = as_json(prod, "a", "history", "--type", "model.removed")
+    assert event["version"] == "3" and event["payload"]["decision"] == "REJECT"
+    assert not [p for p in mlflow_server.artifacts.rglob("*") if event["payload"]["run_id"] in str(p) and p.is_file()]
+    gone = cltool(prod, "b", "explain", "3", ok=False)
+    assert gone.returncode == 1 and "removed from MLflow by retention" in gone.stderr
+    assert as_json(prod, "b", "status", "--live")["champion"]["version"] == champion
 
     # The models live on the server, not on either host: no artifact folder in a state folder, and the
     # local model folders are a cache that can be deleted at any moment.
