@@ -122,13 +122,32 @@ def command(job_dir: Path, config: TrainConfig, python: str = sys.executable) ->
     return [*launch, *child]
 
 
+SUPERVISOR_ENV = "CLTOOL_TRAIN_SUPERVISOR_PID"
+"""The supervising daemon's pid, in the child's environment: a child whose supervisor died (a SIGKILL leaves it
+running in its own session) stops at its next step instead of training for nobody beside the next daemon."""
+
+
+def _supervisor_gone() -> bool:
+    """Only for one process: DDP ranks would see it at different steps and hang in the next all-reduce."""
+    pid = int(os.environ.get(SUPERVISOR_ENV, "0") or 0)
+    if pid <= 0 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's (not cltool's case)
+        return False
+    return False
+
+
 def run_job(job_dir: Path, config: TrainConfig, *, should_stop: Callable[[], bool],
             python: str = sys.executable) -> TrainResult:
     """Start the child on `job_dir`, pass its log on, stop or kill it when asked or late, read its result."""
     from retrain.train import TrainResult
 
     cmd = command(job_dir, config, python)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", SUPERVISOR_ENV: str(os.getpid())}
     log_path = job_dir / LOG
     started = time.monotonic()
     with open(log_path, "wb") as out:
@@ -251,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("transformers.distributed.tensor_parallel").setLevel(logging.ERROR)
     asked: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: asked.append(signum))
+
+    def stop_now() -> bool:  # checked at every optimisation step
+        if not asked and _supervisor_gone():
+            asked.append(0)  # 0: no signal, the supervisor died
+        return bool(asked)
     print(f"{STARTED_LINE} (pid {os.getpid()}, rank {rank})", file=sys.stderr, flush=True)  # SIGTERM stops it now
     try:
         import pandas as pd
@@ -262,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         val_path = job_dir / VAL
         result = fine_tune(spec["init"], pd.read_parquet(job_dir / TRAIN),
                            pd.read_parquet(val_path) if val_path.exists() else None, spec["labels"],
-                           job_dir / OUT, config, max_length=spec["max_length"], should_stop=lambda: bool(asked))
+                           job_dir / OUT, config, max_length=spec["max_length"], should_stop=stop_now)
     except Exception as exc:  # noqa: BLE001 - written down for the supervisor, then the traceback
         name = "error.json" if rank == 0 else f"error.rank{rank}.json"
         (job_dir / name).write_text(json.dumps({"type": type(exc).__name__, "message": str(exc), "rank": rank}),
@@ -273,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     if asked:
         if rank == 0:
             shutil.rmtree(result.model_dir, ignore_errors=True)  # interrupted: not a model anyone may use
-        print("cltool-train: stopped on SIGTERM; no model kept", file=sys.stderr, flush=True)
+        why = "SIGTERM" if asked[0] else "its supervisor's death"
+        print(f"cltool-train: stopped on {why}; no model kept", file=sys.stderr, flush=True)
         return STOPPED_EXIT
     if rank == 0:
         body = {key: (str(value) if isinstance(value, Path) else value) for key, value in result.__dict__.items()}

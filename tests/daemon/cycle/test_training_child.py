@@ -78,6 +78,22 @@ def test_sigterm_stops_the_daemon_and_its_training_child(tmp_path, tiny_base):  
     assert state.ctx().store.list_batches(pending=True) and not events_of(state, events.DECISION)
 
 
+def test_a_sigkilled_daemon_leaves_no_training_child_behind(tmp_path, tiny_base):  # noqa: F811
+    # The child has its own session, so a SIGKILL of the daemon does not reach it: it must notice by itself,
+    # or it trains on for nobody beside the restarted daemon's own child.
+    state = State(tmp_path, tiny_base, train={"epochs": 100})  # would train for a minute or more
+    daemon = start_daemon(state)
+    state.drop()
+    [child] = wait_for(lambda: training_children(psutil.Process(daemon.pid)), 120, "the training child")
+    log = wait_for(lambda: next(iter(state.settings.work_dir.glob("c*/job/train.log")), None), 60, "its log")
+    wait_for(lambda: "epoch" in log.read_text(), 120, "training steps")
+    daemon.kill()
+    daemon.wait(60)
+    wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 60, "the orphan to stop")
+    assert "stopped on its supervisor's death; no model kept" in log.read_text()
+    assert not list(log.parent.glob("out/model/*.safetensors"))
+
+
 def test_batches_failing_training_max_failures_times_are_parked_until_retrain(tmp_path, tiny_base):  # noqa: F811
     broken = tmp_path / "broken-base"
     shutil.copytree(tiny_base, broken)
