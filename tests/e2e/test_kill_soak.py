@@ -1,6 +1,9 @@
 """The random-kill soak as a test: the installed daemon SIGKILLed 20 times at random moments while 6 batches
 flow in (bench/kill_soak.py, tiny model, real stores, training in the supervised child), then `cltool fsck`
-must be clean, every file recorded once and every consumed batch named by exactly one decision."""
+must be clean, every file recorded once and every consumed batch named by exactly one decision.
+
+It takes 3-5 minutes on 2 cores, which `make test` cannot spare within CI's 30: it runs with CLTOOL_SOAK=1
+(`CLTOOL_SOAK=1 .venv/bin/pytest tests/e2e/test_kill_soak.py`), and skips with that hint otherwise."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(os.environ.get("CLTOOL_SOAK") != "1",
+                                 reason="the 20-kill soak takes minutes: run it with CLTOOL_SOAK=1")]
 
 
 def test_twenty_random_kills_lose_nothing_and_duplicate_nothing(tmp_path):

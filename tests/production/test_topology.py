@@ -169,7 +169,8 @@ def test_no_secret_reaches_outputs_events_or_mlflow(prod, mlflow_server, cltool_
 
 
 def test_a_wrong_password_is_one_clear_error(prod, mlflow_server):
-    done = cltool(prod, "stranger", "status", ok=False, env={"MLFLOW_TRACKING_PASSWORD": "wrong"})
+    # `status` reads cltool's own log; `status --live` asks the server, as every command that needs MLflow does.
+    done = cltool(prod, "stranger", "status", "--live", ok=False, env={"MLFLOW_TRACKING_PASSWORD": "wrong"})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "refused" in done.stderr and "UNAUTHENTICATED" in done.stderr and "MLFLOW_TRACKING_PASSWORD" in done.stderr
 

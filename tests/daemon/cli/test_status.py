@@ -53,14 +53,7 @@ def test_the_event_log_says_what_mlflow_says_after_every_move(tmp_path, tiny_bas
     ctx.keeper.rollback("back", actor="test")
     assert same_as_mlflow(ctx)["champion"]["version"] == "1"
 
-
-def test_status_loads_neither_mlflow_nor_torch(tmp_path, tiny_base):
-    from daemon.cycle.run import maybe_run
-
-    settings = cycle_settings(tmp_path, tiny_base)
-    ctx = open_context(settings, owner="test")
-    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(200)))
-    assert maybe_run(ctx).outcome == "PROMOTE"
+    # The real command, in a process of its own: it answers without loading MLflow, torch or pandas.
     code = (
         "import json, sys\n"
         "from daemon.cli.main import cli\n"
