@@ -31,7 +31,7 @@ run: $(STAMP)
 
 ## test: import contracts, security scans, then the whole suite (fast unit tests and MiniLM/MLflow integration tests).
 test: $(STAMP) lint-imports security
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"
