@@ -63,13 +63,19 @@ def test_a_sigkilled_training_child_fails_the_cycle_and_the_daemon_retries(tmp_p
     assert daemon.returncode == 0
 
 
-def test_sigterm_stops_the_daemon_and_its_training_child(tmp_path, tiny_base):  # noqa: F811
-    state = State(tmp_path, tiny_base, train={"epochs": 100})  # would train for a minute or more
+def training_under_way(tmp_path, tiny_base, ready: str):  # noqa: F811
+    """A daemon training in its child for a minute or more, once `ready` is in the child's log."""
+    state = State(tmp_path, tiny_base, train={"epochs": 100})
     daemon = start_daemon(state)
     state.drop()
     [child] = wait_for(lambda: training_children(psutil.Process(daemon.pid)), 120, "the training child")
-    cycle_dir = wait_for(lambda: next(iter(state.settings.work_dir.glob("c*/job/train.log")), None), 60, "its log")
-    wait_for(lambda: STARTED_LINE in cycle_dir.read_text(), 60, "the child to handle SIGTERM")
+    log = wait_for(lambda: next(iter(state.settings.work_dir.glob("c*/job/train.log")), None), 60, "its log")
+    wait_for(lambda: ready in log.read_text(), 120, f"{ready!r} in the child's log")
+    return state, daemon, child, log
+
+
+def test_sigterm_stops_the_daemon_and_its_training_child(tmp_path, tiny_base):  # noqa: F811
+    state, daemon, child, _ = training_under_way(tmp_path, tiny_base, STARTED_LINE)  # it handles SIGTERM now
     daemon.terminate()
     assert daemon.wait(60) == 0
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
@@ -81,12 +87,7 @@ def test_sigterm_stops_the_daemon_and_its_training_child(tmp_path, tiny_base):  
 def test_a_sigkilled_daemon_leaves_no_training_child_behind(tmp_path, tiny_base):  # noqa: F811
     # The child has its own session, so a SIGKILL of the daemon does not reach it: it must notice by itself,
     # or it trains on for nobody beside the restarted daemon's own child.
-    state = State(tmp_path, tiny_base, train={"epochs": 100})  # would train for a minute or more
-    daemon = start_daemon(state)
-    state.drop()
-    [child] = wait_for(lambda: training_children(psutil.Process(daemon.pid)), 120, "the training child")
-    log = wait_for(lambda: next(iter(state.settings.work_dir.glob("c*/job/train.log")), None), 60, "its log")
-    wait_for(lambda: "epoch" in log.read_text(), 120, "training steps")
+    _, daemon, child, log = training_under_way(tmp_path, tiny_base, "epoch")  # steps are being taken
     daemon.kill()
     daemon.wait(60)
     wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 60, "the orphan to stop")
