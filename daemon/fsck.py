@@ -21,6 +21,7 @@ from daemon import events
 from daemon.context import Context
 from daemon.errors import CltoolError
 from daemon.ingest.validate import file_checksum
+from daemon.promotion.aliases import recorded_aliases
 from daemon.state.locks import DAEMON_LOCK, Locks
 from registry.models import ModelRegistry
 
@@ -217,10 +218,8 @@ class Checker:
 
     def aliases(self) -> list[Problem]:
         problems = []
-        synced = self.of(events.ALIAS_SYNCED)
-        expected = ({"champion": synced[-1].payload.get("champion"),
-                     "previous_champion": synced[-1].payload.get("previous_champion")} if synced else
-                    {"champion": None, "previous_champion": None})
+        recorded = recorded_aliases(self.ctx.store)
+        expected = {alias: recorded[alias] for alias in ("champion", "previous_champion")}
         for alias, want in expected.items():
             got = self.ctx.keeper.alias_version(alias)
             if got != want:

@@ -6,6 +6,7 @@ from typing import Any
 
 from daemon import events
 from daemon.context import Context
+from daemon.promotion.aliases import recorded_aliases
 from daemon.cycle.timing import REPORTED
 from daemon.state import parking
 from daemon.state.locks import DAEMON_LOCK, Locks
@@ -19,7 +20,8 @@ def collect(ctx: Context, live: bool = False) -> dict[str, Any]:
     (what `cltool fsck` compares the log with; a version no decision names is read from MLflow either way)."""
     data: dict[str, Any] = {"model_name": ctx.settings.mlflow.model_name,
                             "aliases_from": "mlflow" if live else "event log"}
-    holders = ({alias: ctx.keeper.alias_version(alias) for alias in ALIASES} if live else aliases_from_log(ctx))
+    holders = ({alias: ctx.keeper.alias_version(alias) for alias in ALIASES} if live
+               else recorded_aliases(ctx.store))
     decided = {e.version: e for e in ctx.store.events(types=[events.DECISION]) if e.version in holders.values()}
     for alias in ALIASES:
         version = holders[alias]
@@ -56,27 +58,6 @@ def collect(ctx: Context, live: bool = False) -> dict[str, Any]:
         "cycle_id": finished.payload.get("cycle_id"), "outcome": finished.reason, "version": finished.version,
         "at": finished.at.isoformat(), "timing": finished.payload.get("timing", {})}
     return data
-
-
-def aliases_from_log(ctx: Context) -> dict[str, str | None]:
-    """Where cltool's last synced alias moves left each alias: champion and previous_champion as the last
-    `alias.synced` names them; challenger the last challenger move's version, unless a later promotion or
-    rollback took that version (MLflow then clears it)."""
-    synced = ctx.store.last_event(events.ALIAS_SYNCED)
-    found: dict[str, str | None] = {alias: None for alias in ALIASES}
-    if synced is None:
-        return found
-    found["champion"] = synced.payload.get("champion")
-    found["previous_champion"] = synced.payload.get("previous_champion")
-    done = {e.payload.get("intent_id") for e in ctx.store.events(types=[events.ALIAS_SYNCED])}
-    for move in ctx.store.events(types=list(events.ALIAS_MOVES)):
-        if move.id not in done:
-            continue  # an interrupted move: the next start-up or manual move finishes it
-        if move.type == events.CHALLENGER:
-            found["challenger"] = move.version
-        elif move.payload.get("to", move.version) == found["challenger"]:
-            found["challenger"] = None
-    return found
 
 
 def running_cycle(ctx: Context) -> dict[str, Any] | None:

@@ -35,6 +35,27 @@ def _check_weights(info) -> None:  # noqa: ANN001 (a registry VersionInfo)
         raise PromotionRefused(info.version, f"its weights were deleted ({info.tags[ModelRegistry.PRUNED_TAG]})")
 
 
+def recorded_aliases(store: StateStore) -> dict[str, str | None]:
+    """Where cltool's last synced alias moves left each alias: champion and previous_champion as the last
+    `alias.synced` names them; challenger the last challenger move's version, unless a later promotion or
+    rollback took that version (MLflow then clears it)."""
+    synced = store.last_event(events.ALIAS_SYNCED)
+    found: dict[str, str | None] = {"champion": None, "challenger": None, "previous_champion": None}
+    if synced is None:
+        return found
+    found["champion"] = synced.payload.get("champion")
+    found["previous_champion"] = synced.payload.get("previous_champion")
+    done = {e.payload.get("intent_id") for e in store.events(types=[events.ALIAS_SYNCED])}
+    for move in store.events(types=list(events.ALIAS_MOVES)):
+        if move.id not in done:
+            continue  # an interrupted move: the next start-up or manual move finishes it
+        if move.type == events.CHALLENGER:
+            found["challenger"] = move.version
+        elif move.payload.get("to", move.version) == found["challenger"]:
+            found["challenger"] = None
+    return found
+
+
 @dataclass(frozen=True)
 class Move:
     event: Event
