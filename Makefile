@@ -6,6 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= .cltool-demo
 STAMP  := $(VENV)/.installed
+# make test runs the suite in this many worker processes (pytest-xdist, a whole test file per worker)
+TEST_WORKERS ?= 2
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -31,10 +33,10 @@ run: $(STAMP)
 
 ## test: import contracts, security scans, then the whole suite (fast unit tests and MiniLM/MLflow integration tests).
 test: $(STAMP) lint-imports security
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not integration"
 
 lint-imports: $(STAMP)
 	$(BIN)/lint-imports

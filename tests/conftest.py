@@ -14,6 +14,14 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Under pytest-xdist (make test runs two workers) each worker gets its share of the cores: torch, its
+# OpenMP pool and the tokenizers would otherwise each start a thread per core in every worker, and
+# oversubscribed OpenMP threads spin against each other. Subprocesses (the CLI, training children) inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    _threads = str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, _threads)
 for _name in list(os.environ):  # a developer's own cltool settings must not leak into tests
     if _name.startswith("CLTOOL_"):
         del os.environ[_name]
