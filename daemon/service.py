@@ -11,8 +11,6 @@ next safe point and leaves its batches pending.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import logging
 import shutil
 import signal
@@ -24,7 +22,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from daemon import events
+from daemon import events, memory
 from daemon.context import Context
 from daemon.fsck import CRASH_REPAIRS, REGISTRY_REPAIRS, fsck
 from daemon.cycle.run import CycleAborted, awaiting_data, maybe_run
@@ -219,7 +217,7 @@ class Daemon:
                 ran = maybe_run(self.ctx, before_training=self.drift,
                                 notify=self.telemetry.notify if self.telemetry is not None else None)
             if ran is not None:
-                trim_memory()
+                memory.trim()
             self.live_monitor.check_embeddings()  # the champion's pass over served texts, when due
         except CycleAborted:
             pass  # its `cycle.aborted` event is the log line; the batches stay pending
@@ -292,13 +290,3 @@ class StandbyStopped(Exception):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def trim_memory() -> None:
-    """Hand the heap a cycle freed back to the OS: glibc keeps freed arenas mapped, so an idle daemon
-    would go on holding the peak of its last evaluation (the candidate's and the champion's scoring)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to ask
-        pass

@@ -143,10 +143,12 @@ def run(obj, once: bool, demo_feed: Path | None, as_json: bool, standby: bool) -
 
     One daemon leads a state store at a time; on PostgreSQL, standbys on other hosts (`--standby`) wait
     to take over and finish what the leader left half done."""
+    from daemon import memory
     from daemon.service import Daemon
 
     if standby and once:
         raise click.UsageError("--standby waits to lead a long-running daemon; it does not go with --once")
+    memory.limit_arenas()  # before any thread starts: a daemon's RSS stays flat (daemon/memory.py)
     daemon = Daemon(_context(obj, "daemon", refuse_outdated=False), demo_feed=demo_feed, standby=standby)
     if not once:
         daemon.run_forever()
@@ -381,8 +383,10 @@ def serve(obj, host: str | None, port: int | None) -> None:
     asks where @champion points; a new version is loaded beside the served one and swapped in between two
     batches, and one that fails to load is not swapped in (the old one goes on; alert serve.load_failed).
     A sample of served texts (serve.sample_rate) is recorded for the daemon's live monitors."""
+    from daemon import memory
     from daemon.serving.server import Server
 
+    memory.limit_arenas()
     server = Server(_context(obj, "serve"), host=host, port=port)
     sock = server.bind()
     where = f"http://{server.bound[0]}:{server.bound[1]}"
