@@ -1,18 +1,16 @@
-"""What a long-lived process asks of glibc's allocator, so that its memory stays flat for months.
+"""What a long-lived process asks of glibc's allocator, so that fragmentation does not pile up.
 
-glibc gives a thread that allocates while another holds the main heap an arena of its own, up to 8
-per core. The daemon's scheduler threads (inbox, cycle, monitor, heartbeat, /metrics) each load and
-score models in turn, so each grows an arena of its own around the big, short-lived buffers of a
-model load; freed memory stays mapped in whichever arena held it, and fragmentation adds up. Two
-arenas bound that: on 250 batches through the real daemon, side by side in one run, the RSS grew 66 MiB
-per 100 batches over the second half with glibc's default and 5 MiB with two arenas
-(`bench.month --batches 250 --batches-per-cycle 10`, with and without MALLOC_ARENA_MAX=2; README,
-"Reliability"). Not glibc (macOS, musl): nothing is asked and nothing fails.
+glibc gives each thread that allocates an arena of its own, up to 8 per core. The daemon's scheduler
+threads (inbox, cycle, monitor, heartbeat, /metrics) load and score models in turn, so each grows an
+arena around the big, short-lived buffers of a model load, and freed memory stays mapped in whichever
+arena held it. Two arenas cut most of that growth, though not all of it (figures and commands:
+bench/results/month/arenas/README.md). Not glibc (macOS, musl): nothing is asked and nothing fails.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import logging
 import os
@@ -23,6 +21,7 @@ ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's <malloc.h>
 
 
+@functools.cache
 def _libc():
     try:
         return ctypes.CDLL("libc.so.6")

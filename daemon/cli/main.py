@@ -148,7 +148,7 @@ def run(obj, once: bool, demo_feed: Path | None, as_json: bool, standby: bool) -
 
     if standby and once:
         raise click.UsageError("--standby waits to lead a long-running daemon; it does not go with --once")
-    memory.limit_arenas()  # before any thread starts: a daemon's RSS stays flat (daemon/memory.py)
+    memory.limit_arenas()  # before any thread starts (daemon/memory.py)
     daemon = Daemon(_context(obj, "daemon", refuse_outdated=False), demo_feed=demo_feed, standby=standby)
     if not once:
         daemon.run_forever()
