@@ -5,9 +5,12 @@
 Runs `cltool run --demo-feed data/demo` in a fresh folder on its defaults (training in the supervised
 child) until the log says every file was fed and no cycle is running, lets the daemon sit idle for
 --settle seconds, then samples its own resident memory (VmRSS of the daemon process, not its training
-children, which have exited) and CPU share over --idle seconds. With the daemon still running, as a
-user would, it times `cltool status`, `cltool status --live` and `cltool predict` --repeats times each
-(wall clock of the whole command, medians). Writes light.json and light.md.
+children, which have exited) and CPU share over --idle seconds. The daemon releases the models it loaded
+for scoring once they have been unused for `model.keep_loaded_seconds` (120 s; its log says "released
+loaded model"), so the samples are split at that line: the idle daemon holding the champion (and the
+version it replaced) against the same process after the release, side by side in one run. With the
+daemon still running, as a user would, it times `cltool status`, `cltool status --live` and `cltool
+predict` --repeats times each (wall clock of the whole command, medians). Writes light.json and light.md.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+RELEASED = "released loaded model"
+
+
+def _mib(value: float | None) -> str:
+    return f"{value:.0f} MiB" if value is not None else "— (no sample)"
+
+
 def timed(args: list[str], env: dict[str, str], cwd: Path, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -52,8 +62,8 @@ def timed(args: list[str], env: dict[str, str], cwd: Path, repeats: int) -> list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results/light"))
-    parser.add_argument("--settle", type=float, default=60)
-    parser.add_argument("--idle", type=float, default=60)
+    parser.add_argument("--settle", type=float, default=10)
+    parser.add_argument("--idle", type=float, default=240, help="seconds of samples: past keep_loaded_seconds")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -79,9 +89,17 @@ def main() -> None:
             print(f"demo fed in {demo_minutes:.1f} min; settling {args.settle:.0f} s", flush=True)
             time.sleep(args.settle)
             cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
-            samples = []
+            samples, held, released, released_at = [], [], [], None
+            before = log_path.read_text().count(RELEASED)  # releases during the demo do not count
             while time.monotonic() - t0 < args.idle:
+                now = time.monotonic()
                 samples.append(rss_mib(daemon.pid))
+                if released_at is None and log_path.read_text().count(RELEASED) > before:
+                    released_at = now
+                if released_at is None:
+                    held.append(samples[-1])
+                elif now - released_at >= 5:  # the release and its malloc_trim are done
+                    released.append(samples[-1])
                 time.sleep(1)
             cpu_share = (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - t0)
             status = timed(["status"], env, root, args.repeats)
@@ -94,6 +112,9 @@ def main() -> None:
                             cwd=REPO).stdout.strip()
     result = {"commit": commit, "demo_minutes": demo_minutes, "idle_rss_mib_median": statistics.median(samples),
               "idle_rss_mib_max": max(samples), "idle_cpu_share": cpu_share,
+              "held_rss_mib": held, "released_rss_mib": released,
+              "held_rss_mib_median": statistics.median(held) if held else None,
+              "released_rss_mib_median": statistics.median(released) if released else None,
               "status_seconds": status, "status_median": statistics.median(status),
               "status_live_seconds": live, "status_live_median": statistics.median(live),
               "predict_seconds": predict, "predict_median": statistics.median(predict), "cpus": os.cpu_count()}
@@ -103,8 +124,12 @@ def main() -> None:
         f"Command: `HF_HUB_OFFLINE=1 .venv/bin/python -m bench.light --out {args.out}` (commit {commit}, "
         f"{os.cpu_count()} CPUs; the demo took {demo_minutes:.1f} min).", "",
         "| what | figure |", "|---|---|",
-        f"| daemon RSS, idle after the demo (median of {len(samples)} samples, 1/s) | "
-        f"{result['idle_rss_mib_median']:.0f} MiB (max {result['idle_rss_mib_max']:.0f}) |",
+        f"| daemon RSS, idle after the demo, still holding its models (median of {len(held)} samples, 1/s) | "
+        f"{_mib(result['held_rss_mib_median'])} |",
+        f"| the same daemon once it released them (`model.keep_loaded_seconds`; median of {len(released)} samples) | "
+        f"{_mib(result['released_rss_mib_median'])} |",
+        f"| all {len(samples)} samples | median {result['idle_rss_mib_median']:.0f} MiB, max "
+        f"{result['idle_rss_mib_max']:.0f} |",
         f"| daemon CPU, idle | {cpu_share:.2%} of one core |",
         f"| `cltool status` (median of {args.repeats}; the event log) | {result['status_median']:.2f} s |",
         f"| `cltool status --live` (median of {args.repeats}; MLflow) | {result['status_live_median']:.2f} s |",

@@ -113,6 +113,51 @@ def counts(state: Path) -> dict[str, int]:
             else 0.0}
 
 
+def mappings(pid: int) -> dict[str, float]:
+    """The process's resident memory split by what backs it (MiB): anonymous memory (the malloc heap, Python's
+    objects, torch's tensors) against files mapped in (shared libraries, model weights, databases)."""
+    split = {"anon": 0.0, "libraries": 0.0, "other_files": 0.0}
+    kind = "anon"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            path = head[5] if len(head) > 5 else ""
+            kind = ("anon" if not path or path.startswith("[") else
+                    "libraries" if ".so" in Path(path).name else "other_files")
+        elif line.startswith("Rss:"):
+            split[kind] += int(head[1]) / 1024
+    return {k: round(v, 1) for k, v in split.items()}
+
+
+TRACER = r"""
+import os, sys, threading, time, tracemalloc
+
+def _trace(out, every):
+    time.sleep(2)  # sys.argv is set by now: trace only the daemon (`cltool ... run`), not its children
+    if not (os.path.basename(sys.argv[0]) == "cltool" and "run" in sys.argv):
+        return
+    tracemalloc.start(1)
+    first, n = None, 0
+    while True:
+        time.sleep(every)
+        snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+        n += 1
+        if first is None:
+            first = snap
+            continue
+        with open(os.path.join(out, f"growth-{n:03d}.txt"), "w") as f:
+            size, _ = tracemalloc.get_traced_memory()
+            f.write(f"traced now {size / 2**20:.1f} MiB\n")
+            for stat in snap.compare_to(first, "lineno")[:30]:
+                f.write(f"{stat.size_diff / 2**20:+8.2f} MiB {stat.count_diff:+8d} blocks\n")
+                f.write("".join(f"      {line}\n" for line in stat.traceback.format()))
+
+if os.environ.get("CLTOOL_BENCH_TRACEMALLOC"):
+    threading.Thread(target=_trace, args=(os.environ["CLTOOL_BENCH_TRACEMALLOC"],
+                     float(os.environ.get("CLTOOL_BENCH_TRACE_SECONDS", "120"))), daemon=True).start()
+"""
+
+
 def process(pid: int) -> tuple[float, int]:
     """RSS in MiB and the number of open file descriptors of `pid`."""
     rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -141,6 +186,10 @@ def main() -> None:
     p.add_argument("--batches-per-cycle", type=int, default=20, help="trigger.min_new_rows = this x --rows")
     p.add_argument("--sample-seconds", type=float, default=5.0)
     p.add_argument("--out", type=Path, help="folder for month.json and month.md (else only printed)")
+    p.add_argument("--tracemalloc", type=Path, metavar="DIR",
+                   help="trace the daemon's Python allocations (tracemalloc, through a sitecustomize on PYTHONPATH) "
+                        "and write into DIR, every --trace-seconds, what grew since the first look")
+    p.add_argument("--trace-seconds", type=float, default=120)
     args = p.parse_args()
     from retrain.modeling import build_tiny_model
 
@@ -153,7 +202,16 @@ def main() -> None:
     stop = threading.Event()
     feed = threading.Thread(target=feeder, args=(root / "inbox", args.batches, args.rows, stop), daemon=True)
     log_file = (root / "daemon.log").open("w")
-    daemon = subprocess.Popen([CLTOOL, "--config", str(config), "run"], stdout=log_file, stderr=subprocess.STDOUT)
+    env = dict(os.environ)
+    if args.tracemalloc:
+        args.tracemalloc.mkdir(parents=True, exist_ok=True)
+        (root / "tracer").mkdir()
+        (root / "tracer" / "sitecustomize.py").write_text(TRACER)
+        env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(root / "tracer"), env.get("PYTHONPATH")])),
+                   CLTOOL_BENCH_TRACEMALLOC=str(args.tracemalloc.resolve()),
+                   CLTOOL_BENCH_TRACE_SECONDS=str(args.trace_seconds))
+    daemon = subprocess.Popen([CLTOOL, "--config", str(config), "run"], stdout=log_file, stderr=subprocess.STDOUT,
+                              env=env)
     began = time.monotonic()
     feed.start()
     samples: list[dict] = []
@@ -173,7 +231,7 @@ def main() -> None:
             seen = counts(state) if len(samples) % 12 == 0 else {**samples[-1]["counts"],
                                                                 "batches": counts_batches(state)}
             samples.append({"t": round(time.monotonic() - began, 1), "rss_mib": round(rss, 1), "fds": fds,
-                            "counts": seen})
+                            "counts": seen, **({"mappings": mappings(daemon.pid)} if len(samples) % 12 == 0 else {})})
             if seen["batches"] != last_progress[0]:
                 last_progress = (seen["batches"], time.monotonic())
             if len(samples) % 24 == 0:
@@ -215,6 +273,13 @@ def main() -> None:
                 "last_quarter_median": _median(samples, "fds", 0.75, 1.0),
                 "max": max(s["fds"] for s in samples),
                 "slope_per_100_batches_second_half": round(100 * slope(xs, [s["fds"] for s in half]), 3)},
+        "rss_by_mapping_mib": {kind: {
+            "first_quarter_median": _median([s for s in samples if "mappings" in s], "mappings", 0, 0.25, kind),
+            "last_quarter_median": _median([s for s in samples if "mappings" in s], "mappings", 0.75, 1.0, kind),
+            "slope_per_100_batches_second_half": round(100 * slope(
+                [s["counts"]["batches"] for s in half if "mappings" in s],
+                [s["mappings"][kind] for s in half if "mappings" in s]), 2)}
+            for kind in ("anon", "libraries", "other_files")},
         "mlflow_at_end": {k: end[k] for k in ("runs_active", "runs_deleted", "versions", "artifact_mib",
                                               "removed", "pruned")},
         "state_db_mib": end["state_db_mib"],
@@ -242,10 +307,10 @@ def newest(state: Path) -> tuple[int, str]:
     return found[0] if found else (0, "")
 
 
-def _median(samples: list[dict], key: str, lo: float, hi: float) -> float:
+def _median(samples: list[dict], key: str, lo: float, hi: float, sub: str | None = None) -> float:
     n = len(samples)
     part = samples[int(lo * n): max(int(lo * n) + 1, int(hi * n))]
-    return round(statistics.median(s[key] for s in part), 1)
+    return round(statistics.median(s[key][sub] if sub else s[key] for s in part), 1)
 
 
 def render(report: dict) -> str:
@@ -262,6 +327,9 @@ def render(report: dict) -> str:
         f"{rss['slope_per_100_batches_second_half']} |",
         f"| open file descriptors | {fds['first_quarter_median']} | {fds['last_quarter_median']} | {fds['max']} | "
         f"{fds['slope_per_100_batches_second_half']} |",
+        *[f"| RSS of {kind.replace('_', ' ')} (smaps), MiB | {m['first_quarter_median']} | {m['last_quarter_median']} | "
+          f"— | {m['slope_per_100_batches_second_half']} |"
+          for kind, m in report.get("rss_by_mapping_mib", {}).items()],
         "",
         f"MLflow at the end (keep_versions 5, keep_runs 20): {ml['versions']} registered versions, "
         f"{ml['runs_active']} active runs and {ml['runs_deleted']} deleted ones awaiting `mlflow gc`, "

@@ -47,7 +47,19 @@ class GateSection(GatePolicy):
     """The gate's policy (registry/policy.py) plus the one knob the daemon uses to assemble its evidence."""
 
     regression_max_rows: int = Field(
-        2000, ge=10, description="Cap on the regression suite (past test rows, stratified by batch and label)."
+        2000, ge=10, description="Cap on the regression suite: the past test rows with the lowest row hashes, "
+                                "a uniform sample that stays the same while history grows."
+    )
+
+
+class ModelSection(ModelConfig):
+    """The model's settings (retrain/config.py) plus how long the daemon keeps a loaded model in memory."""
+
+    keep_loaded_seconds: float = Field(
+        120, ge=0,
+        description="A model the daemon loaded for scoring (drift, probation, the gate) is released after this many "
+                    "seconds unused, and its memory handed back; the next batch loads it again (MiniLM: about a "
+                    "second). 0 releases it when each job ends. An idle daemon then holds about 600 MB instead of 1 GB.",
     )
 
 
@@ -212,7 +224,7 @@ class Settings(BaseSettings):
         {"bearish": "negative", "bullish": "positive", "neg": "negative", "pos": "positive"},
         description="Other spellings accepted in files, mapped to a class name (matched case-insensitively).",
     )
-    model: ModelConfig = ModelConfig()
+    model: ModelSection = ModelSection()
     train: TrainConfig = TrainConfig()
     replay: ReplayConfig = ReplayConfig()
     trigger: TriggerSection = TriggerSection()

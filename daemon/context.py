@@ -33,8 +33,10 @@ class Context:
     owner: str
     clock: Callable[[], datetime] = utcnow
     stop: threading.Event = field(default_factory=threading.Event)
-    # Loaded models by registered version, most recently used last (see `predictor`).
+    # Loaded models by registered version, most recently used last (see `predictor`), and when each was last used.
     _predictors: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False)
+    _used_at: dict[str, float] = field(default_factory=dict, repr=False)
+    _loading: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # What each version already said of a text: one champion pass per text for drift, probation and the gate.
     scores: ScoreCache = field(default_factory=ScoreCache, repr=False)
 
@@ -49,21 +51,45 @@ class Context:
         """The registered `version` loaded for scoring, on `train.device`, shared by the drift monitor,
         the probation watch and the cycle so that each loads a model once, not once per batch. Keeps the
         `PREDICTORS_KEPT` most recently used versions. Jobs run one at a time (the scheduler's cycle job),
-        so the models are not shared across threads. Answers from `scores` what the version already scored."""
-        if version in self._predictors:
-            self._predictors.move_to_end(version)
-            return self._predictors[version]
-        from retrain.evaluation import (
-            Predictor,  # imports torch: not for `cltool status` and friends
-        )
+        so the models are not shared across threads. Answers from `scores` what the version already scored.
+        A model unused for `model.keep_loaded_seconds` is released by `release_idle_models`."""
+        with self._loading:
+            self._used_at[version] = time.monotonic()
+            if version in self._predictors:
+                self._predictors.move_to_end(version)
+                return self._predictors[version]
+            from retrain.evaluation import (
+                Predictor,  # imports torch: not for `cltool status` and friends
+            )
 
-        s = self.settings
-        device = None if s.train.device == "auto" else s.train.device
-        predictor = Predictor(self.models.path(version), device=device, max_length=s.model.max_length)
-        self._predictors[version] = CachedPredictor(predictor, version, self.scores)
-        while len(self._predictors) > self.PREDICTORS_KEPT:
-            self._predictors.popitem(last=False)
-        return self._predictors[version]
+            s = self.settings
+            device = None if s.train.device == "auto" else s.train.device
+            predictor = Predictor(self.models.path(version), device=device, max_length=s.model.max_length)
+            self._predictors[version] = CachedPredictor(predictor, version, self.scores)
+            while len(self._predictors) > self.PREDICTORS_KEPT:
+                self._used_at.pop(self._predictors.popitem(last=False)[0], None)
+            return self._predictors[version]
+
+    def loaded_models(self) -> list[str]:
+        """The versions held in memory, least recently used first."""
+        with self._loading:
+            return list(self._predictors)
+
+    def release_idle_models(self, idle_seconds: float | None = None) -> list[str]:
+        """Drop the models unused for `idle_seconds` (default `model.keep_loaded_seconds`); returns their
+        versions. A job still scoring with one keeps its reference, so this never pulls a model from under
+        it; the memory goes once that job lets go (then `daemon.memory.trim` hands it back to the system)."""
+        limit = self.settings.model.keep_loaded_seconds if idle_seconds is None else idle_seconds
+        now = time.monotonic()
+        with self._loading:
+            idle = [v for v in self._predictors if now - self._used_at.get(v, now) >= limit]
+            for version in idle:
+                del self._predictors[version]
+                self._used_at.pop(version, None)
+        if idle:
+            log.info("released loaded model(s) %s after %.0f s unused (model.keep_loaded_seconds)",
+                     ", ".join(f"v{v}" for v in idle), limit)
+        return idle
 
 
 def open_context(settings: Settings, owner: str, clock: Callable[[], datetime] = utcnow,

@@ -222,6 +222,8 @@ class Daemon:
         except CycleAborted:
             pass  # its `cycle.aborted` event is the log line; the batches stay pending
         finally:
+            if self.ctx.release_idle_models():  # an idle daemon holds no model (model.keep_loaded_seconds)
+                memory.trim()
             self.idle.set()
 
     def repair_deferred(self) -> None:

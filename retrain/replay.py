@@ -163,8 +163,9 @@ class ReservoirReplay(ReplayPolicy):
 
     def sample(self, history: pd.DataFrame, n: int, labels: list[str], seed: int) -> pd.DataFrame:
         frame = pd.DataFrame(self.buffer, columns=[*self.KEPT])
-        if history is not None and not history.empty:
-            # Same columns as the rows the trainer gets from history (split etc.), where known.
+        if history is not None:
+            # Same columns as the rows the trainer gets from history (split etc.), where known (an empty
+            # history may still name them: the daemon passes none when the buffer is all it needs).
             for column in history.columns:
                 if column not in frame.columns:
                     frame[column] = "train" if column == "split" else None

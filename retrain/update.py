@@ -65,6 +65,9 @@ def prepare_update(
     reservoir starts full rather than empty. `round(replay.ratio × new train rows)` past train rows are
     replayed, sampled with `seed`. Pass a `teacher` only when the training config distils
     (`TrainConfig.distill_alpha > 0`): it labels the replayed rows, a forward pass over each of them.
+
+    `past` may be every earlier row (the stream benchmark) or the bounded sample of them that gives the
+    same draw in distribution (the daemon: `daemon.cycle.evidence.History.update_rows`).
     """
     new_train, past_train = split(new, "train"), split(past, "train")
     policy = _restore(replay, replay_state, past_train, seed)

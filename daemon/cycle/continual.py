@@ -7,8 +7,8 @@ batches it can see (fresh + regression rows, grouped by batch) and appends its r
 champion's. Forgetting and backward transfer then come from `retrain.cl_metrics` over the matrix,
 with each batch "learned" by the first version whose row scores it.
 
-Past batches are scored on the regression suite (a stratified sample of their test rows capped by
-`gate.regression_max_rows`), so a batch with few rows in the sample gives a noisy cell.
+Past batches are scored on the regression suite (a uniform sample of their test rows capped by
+`gate.regression_max_rows`, daemon/cycle/evidence.py), so a batch with few rows in the sample gives a noisy cell.
 """
 
 from __future__ import annotations

@@ -114,14 +114,14 @@ def run_cycle(ctx: Context, trigger: str, before_training: Callable[[], object] 
     store.append(events.CYCLE_STARTED, trigger, payload={"cycle_id": cycle_id, "batches": [b.batch_id for b in pending]})
     timings.enter("prepare")
     new = evidence.load_rows(store, pending)
-    past = evidence.load_rows(store, store.list_batches(pending=False))
+    history = evidence.History(store, tuple(store.list_batches(pending=False)))  # read in bounded samples
     fresh = evidence.split(new, "test")
     if len(fresh) < s.gate.min_fresh_rows or evidence.split(new, "train").empty:
         return _wait(ctx, cycle_id, f"{len(fresh)} fresh test rows < gate.min_fresh_rows {s.gate.min_fresh_rows}"
                      if len(fresh) < s.gate.min_fresh_rows else "no new train rows", timings)
     work = s.work_dir / cycle_id
     try:
-        return _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work, timings)
+        return _train_and_decide(ctx, cycle_id, trigger, pending, new, history, fresh, work, timings)
     except CycleAborted as exc:
         store.append(events.CYCLE_ABORTED, str(exc), payload={"cycle_id": cycle_id})
         raise
@@ -151,7 +151,7 @@ def _temperature(candidate: Predictor, val_rows: pd.DataFrame, labels: list[str]
     return fit_temperature(probs, np.array([labels.index(label) for label in val_rows["label"]]))
 
 
-def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work, timings: Timings) -> CycleResult:
+def _train_and_decide(ctx, cycle_id, trigger, pending, new, history, fresh, work, timings: Timings) -> CycleResult:
     s = ctx.settings
     champion = ctx.registry.get_alias("champion")
     incumbent = ctx.predictor(champion.version) if champion else None
@@ -163,12 +163,14 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work, t
         resume = None  # what arrived since has no train rows: nothing to continue with
     learned = set(resume[1]) if resume else set()
     to_learn = new[~new["batch_id"].isin(learned)]
-    seen = pd.concat([past, new[new["batch_id"].isin(learned)]], ignore_index=True) if learned else past
+    seen = history.with_learned([b for b in pending if b.batch_id in learned])
     start = resume[0] if resume else champion.version if champion else None
     init = ctx.models.path(start) if start else resolve_base(s.model.base)
     teacher_model = ctx.predictor(start) if start and s.train.distill_alpha > 0 else None
     teacher = Teacher(lambda texts: teacher_model.predict(texts)[1], teacher_model.labels) if teacher_model else None
-    update = prepare_update(to_learn, seen, s.labels, s.replay, _replay_state(ctx, start), s.train.seed, teacher)
+    state = _replay_state(ctx, start)
+    past = seen.update_rows(to_learn, s.replay, state, s.labels, s.train.seed)
+    update = prepare_update(to_learn, past, s.labels, s.replay, state, s.train.seed, teacher)
     new_train, replay = update.new_train, update.replay
     origin = (f"waiting challenger v{start}" if resume else f"champion v{start}") if start else s.model.base
     log.info("cycle %s: training from %s on %d new + %d replay rows (%d val)", cycle_id, origin, len(new_train),
@@ -186,7 +188,7 @@ def _train_and_decide(ctx, cycle_id, trigger, pending, new, past, fresh, work, t
     _enter(ctx, cycle_id, "evaluation")
     timings.enter("evaluate")
     store_weights_as(result.model_dir, s.mlflow.weights_dtype)  # judged as it will be stored and served
-    regression = evidence.stratified_cap(evidence.split(past, "test"), s.gate.regression_max_rows, s.train.seed)
+    regression = history.regression(s.gate.regression_max_rows)
     # Its scores are kept under the cycle's id, then filed under its version once registered (daemon/scores.py).
     candidate = CachedPredictor(Predictor(result.model_dir, device=s.train.device, max_length=s.model.max_length),
                                 _candidate_key(cycle_id), ctx.scores)

@@ -30,7 +30,7 @@ from daemon.context import Context
 from daemon.cycle.trigger import open_request
 from daemon.drift import Hysteresis, severity
 from daemon.drift.suite import DriftSuite, Outputs, model_outputs
-from daemon.state.store import Batch, Event
+from daemon.state.store import ROW_COLUMNS, Batch, Event
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,10 @@ class DriftMonitor:
                      "text": f"{icon} cltool drift alert {'OPENED' if opened else 'closed'} "
                              f"[{fields['severity']}]: {alert.reason}. Details: `cltool drift`."})
 
+    def _history(self, split: str, n: int) -> pd.DataFrame:
+        """`n` rows of one split of the consumed batches: the same uniform sample while history stays the same."""
+        return pd.DataFrame(self.ctx.store.history_rows(split, n), columns=ROW_COLUMNS)
+
     def _skip(self, batch: Batch, why: str) -> Event:
         return self.ctx.store.append(SKIPPED, why, batch_id=batch.batch_id, payload={"file": batch.file_name})
 
@@ -191,19 +195,27 @@ class DriftMonitor:
         key = hashlib.sha1(f"{d.reference}|{version}|{ids}".encode(), usedforsecurity=False).hexdigest()[:12]
         if self._reference is not None and self._reference.key == key:
             return self._reference
-        rows = evidence.load_rows(self.ctx.store, source)
         if d.reference == "champion":
             # Labels and texts: what the champion learned from. Its outputs: rows it did not train on
-            # (val/test of the same batches), unless there are too few of those.
-            learned = evidence.split(rows, "train")
-            unseen = rows[rows["split"] != "train"].reset_index(drop=True)
-            model_rows = unseen if len(unseen) >= d.min_reference_rows else learned
+            # (val/test of the same batches), unless there are too few of those. Read as bounded samples
+            # of the history (StateStore.history_rows), sized from the ledger's counts.
+            if sum(b.n_train for b in source) < d.min_reference_rows:
+                return None
+            learned = self._history("train", d.reference_max_rows * 4)  # labels and text stats are cheap
+            n_val, n_test = sum(b.n_val for b in source), sum(b.n_test for b in source)
+            if n_val + n_test >= d.min_reference_rows:
+                share = min(n_val + n_test, d.reference_max_rows)
+                k_val = round(share * n_val / (n_val + n_test))
+                model_rows = pd.concat([self._history("val", k_val), self._history("test", share - k_val)],
+                                       ignore_index=True)
+            else:
+                model_rows = self._history("train", d.reference_max_rows)
         else:
-            learned = model_rows = rows
-        if len(learned) < d.min_reference_rows:
-            return None
-        learned = _sample(learned, d.reference_max_rows * 4, d.seed)  # labels and text stats are cheap
-        model_rows = _sample(model_rows, d.reference_max_rows, d.seed)
+            learned = model_rows = evidence.load_rows(self.ctx.store, source)
+            if len(learned) < d.min_reference_rows:
+                return None
+            learned = _sample(learned, d.reference_max_rows * 4, d.seed)
+            model_rows = _sample(model_rows, d.reference_max_rows, d.seed)
         outputs: Outputs | None = None
         vocabulary = None
         baseline, baseline_source = None, None

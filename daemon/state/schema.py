@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001"
-HEAD = "0003"
+HEAD = "0004"
 """This cltool's newest revision, spelled out so that opening a store already at it needs no Alembic (a quick
 `cltool status`); a test keeps it equal to the migration scripts' head."""
 ADVISORY_LOCK_KEY = 7_236_231_001  # any constant: the one PostgreSQL advisory lock cltool's migrations take

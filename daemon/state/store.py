@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
 
@@ -60,6 +60,9 @@ rows = sa.Table(
     sa.Column("id", sa.Text, nullable=True),
     sa.Column("published_at", sa.Text, nullable=True),
     sa.Column("source", sa.Text, nullable=True),
+    # Row-hash order is a random order (SHA-256): ranges of it are uniform samples (history_rows).
+    sa.Index("ix_rows_split_hash", "split", "row_hash"),
+    sa.Index("ix_rows_split_label_hash", "split", "label", "row_hash"),
 )
 
 events = sa.Table(
@@ -207,6 +210,33 @@ class StateStore:
                  .order_by(batches.c.seq, rows.c.position))
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    def history_rows(self, split: str, limit: int, *, label: str | None = None, start: str = "",
+                     also: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Up to `limit` rows of one split of the history (the consumed batches, and the pending ones `also`
+        names), optionally of one `label`, in row-hash order from `start` on, wrapping round to the lowest.
+
+        Row hashes are SHA-256 digests, so their order is a random permutation that does not depend on
+        the texts: the `limit` rows that follow any start are a uniform random sample of the history,
+        and the rows from "" on are a sample that stays the same while history grows (a new row joins
+        it only by displacing one with a larger hash). Read through an index range: the cost follows
+        `limit`, not the size of the history."""
+        if limit <= 0:
+            return []
+        known = batches.c.cycle_id.is_not(None)
+        where = [rows.c.split == split, sa.or_(known, rows.c.batch_id.in_(list(also))) if also else known]
+        if label is not None:
+            where.append(rows.c.label == label)
+        query = (sa.select(*(rows.c[name] for name in ROW_COLUMNS))
+                 .join(batches, batches.c.batch_id == rows.c.batch_id)
+                 .order_by(rows.c.row_hash))
+        with self.engine.connect() as conn:
+            found = [dict(row._mapping) for row in conn.execute(
+                query.where(*where, rows.c.row_hash >= start).limit(limit))]
+            if start and len(found) < limit:
+                found += [dict(row._mapping) for row in conn.execute(
+                    query.where(*where, rows.c.row_hash < start).limit(limit - len(found)))]
+        return found
 
     def batch(self, batch_id: str) -> Batch:
         with self.engine.connect() as conn:

@@ -1,5 +1,6 @@
 """The state store on a real PostgreSQL 15: migrations from an old store (rows moved in from Parquet),
-a failed upgrade rolled back whole (transactional DDL), concurrent first opens, and the leader lock."""
+a failed upgrade rolled back whole (transactional DDL), concurrent first opens, the leader lock, and
+the bounded history samples a cycle reads (index ranges of row-hash order)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def test_an_old_store_on_postgres_is_upgraded_with_its_rows(postgres, tmp_path):
     assert [r["row_hash"] for r in store.rows(["b1", "b2"])] == ["h1", "h2", "h3"]
     assert [b.batch_id for b in store.list_batches(pending=True)] == ["b2"]
     assert StateStore(url).revision.current == schema.head()
+
+
+def test_history_samples_on_postgres_are_hash_order_windows(postgres):
+    from tests.daemon.cycle.test_history import check_history_rows
+
+    check_history_rows(StateStore(postgres.create_database("history_samples")))
 
 
 def test_a_failed_upgrade_on_postgres_changes_nothing(postgres, tmp_path):

@@ -110,3 +110,38 @@ def test_the_watch_and_the_drift_monitor_load_each_model_once(ctx, tmp_path, mon
     ctx.predictor(bad)
     ctx.predictor("1")
     assert [name for name, _ in loads] == [f"v{bad}", "v1", f"v{third}", "v1"]
+
+
+def test_models_unused_for_keep_loaded_seconds_are_released_and_reloaded_when_needed(ctx, tmp_path, monkeypatch):
+    import retrain.evaluation
+
+    from daemon.service import Daemon
+
+    loads = []
+    real = retrain.evaluation.Predictor
+
+    class Counting(real):
+        def __init__(self, model_dir, **kwargs):
+            loads.append(model_dir.name)
+            super().__init__(model_dir, **kwargs)
+
+    monkeypatch.setattr(retrain.evaluation, "Predictor", Counting)
+    ctx.inbox.ingest_copy(write_csv(tmp_path / "a.csv", toy_rows(300)))
+    ctx.store.append("retrain.requested", "bootstrap", actor="test")
+    assert maybe_run(ctx).outcome == "PROMOTE"
+    ctx.predictor("1")
+    assert ctx.loaded_models() == ["1"]
+    assert ctx.release_idle_models(3600) == [] and ctx.loaded_models() == ["1"]  # used just now: kept
+    assert ctx.release_idle_models(0) == ["1"] and ctx.loaded_models() == []
+    loads.clear()
+    ctx.predictor("1")
+    assert loads == ["v1"]  # loaded again when a job needs it
+
+    # The daemon's cycle job releases what it left unused for model.keep_loaded_seconds.
+    service = Daemon(ctx)
+    ctx.settings.model.keep_loaded_seconds = 3600
+    service.cycle()
+    assert ctx.loaded_models() == ["1"]
+    ctx.settings.model.keep_loaded_seconds = 0
+    service.cycle()
+    assert ctx.loaded_models() == []
