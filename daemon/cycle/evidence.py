@@ -83,11 +83,12 @@ class History:
             if state and state.get("policy") == "reservoir":
                 return _frame([])
             return split(load_rows(self.store, batches), "train")
-        span, newest = RECENCY_SPAN * replay.half_life_rows, []
+        span, newest, rows = RECENCY_SPAN * replay.half_life_rows, [], 0
         for batch in reversed(batches):
-            if sum(b.n_train for b in newest) >= span:
+            if rows >= span:
                 break
             newest.append(batch)
+            rows += batch.n_train
         return split(load_rows(self.store, newest[::-1]), "train").tail(span).reset_index(drop=True)
 
     def regression(self, cap: int) -> pd.DataFrame:
