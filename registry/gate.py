@@ -13,7 +13,8 @@ is a `GatePolicy` (registry/policy.py).
 With that evidence on both sides, the comparison rules use a paired bootstrap (registry/bootstrap.py):
 a fresh gain must be *significant* (its interval's lower bound above `min_fresh_gain`); an interval
 that straddles the bar means "within noise", which is WAIT while fewer than `max_wait_rows` fresh
-rows have been seen and REJECT after. A batch brings few fresh test rows (about 60 of 600), so with
+rows have been seen and REJECT after (a candidate with the champion's very predictions on every
+fresh row has nothing to wait for: REJECT at once). A batch brings few fresh test rows (about 60 of 600), so with
 `pool_regression` a fresh gain within noise is also judged on the fresh and regression rows together:
 a significant gain there, with a fresh point gain that meets the bar, promotes (the forgetting rule
 still guards the old rows on their own).
@@ -237,6 +238,10 @@ def fresh_gain(candidate: EvaluationReport, champion: EvaluationReport | None, p
         return Check("fresh_gain", True, f"{noise} on {b.n} rows; with the regression rows, a significant gain "
                      f"{pooled.gain:+.3f} ({_ci(pooled.low, pooled.high, policy)} above {need:+.3f}) on {pooled.n} "
                      "rows: pass")
+    if candidate.fresh.y_pred == champion.fresh.y_pred:
+        # Not noise but no difference at all: waiting would retrain on every new file until max_wait_rows.
+        return Check("fresh_gain", False, f"{head}the same prediction as the champion on all {b.n} fresh rows: "
+                     "no gain to wait for: fail")
     if b.n < policy.max_wait_rows:
         return Check("fresh_gain", False, f"{noise} on {b.n} rows: keep accumulating "
                      f"(up to max_wait_rows {policy.max_wait_rows}): wait", wait=True)

@@ -5,93 +5,21 @@ Exit codes: 0 done, 1 refused or failed (message says why), 2 bad usage or confi
 
 from __future__ import annotations
 
-import getpass
-import json
 import os
-import socket
 import sys
-from functools import wraps
 from pathlib import Path
-from typing import Any
 
 import click
 
 from daemon import events
-from daemon.config import load_settings, render_toml
-from daemon.errors import (
-    CltoolError,
-    ConfigError,
-    ConfigFileError,
-    LockHeldError,
-    QuarantinedError,
-)
+from daemon.cli.common import actor, context, emit, fail_cleanly
+from daemon.cli.config_file import render_toml
+from daemon.cli.db import db
+from daemon.errors import CltoolError, QuarantinedError
 
 HIDDEN_BY_DEFAULT = {events.ALIAS_SYNCED, events.CYCLE_STARTED, events.CYCLE_PHASE, events.DEMO_FED, events.WATCH_SCORED,
                      events.DRIFT_SCORED, events.JOB_MISSED, events.OBSERVE_LISTENING, events.LIVE_SCORED,
                      events.LIVE_EMBEDDING_SCORED}
-
-
-def _actor() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
-
-
-def _fail_cleanly(command):
-    """Turn the project's errors into a one-line message and an exit code; nothing else prints tracebacks."""
-
-    @wraps(command)
-    def wrapper(*args, **kwargs):
-        from registry.errors import RegistryError
-        from retrain.errors import RetrainError
-
-        try:
-            return command(*args, **kwargs)
-        except (ConfigError, ConfigFileError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except LockHeldError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(3)
-        except (CltoolError, RegistryError, RetrainError, FileNotFoundError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-def _settings(obj: dict[str, Any]):
-    overrides: dict[str, Any] = {}
-    for item in obj.get("sets", ()):
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(item, item, "KEY=VALUE, e.g. --set train.epochs=1")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = overrides
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    for key in ("state_dir", "inbox_dir"):
-        if obj.get(key):
-            overrides[key] = obj[key]
-    settings = load_settings(obj.get("config"), **overrides)
-    from daemon.logs import configure
-
-    configure(settings.log.level, settings.log.format)
-    return settings
-
-
-def _context(obj: dict[str, Any], role: str = "cli", refuse_outdated: bool = True):
-    from daemon.context import open_context
-    from daemon.state.locks import default_owner
-
-    return open_context(_settings(obj), default_owner(role), refuse_outdated=refuse_outdated)
-
-
-def _emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -115,7 +43,7 @@ def cli(ctx: click.Context, config, state_dir, inbox_dir, sets) -> None:
 @click.option("--dir", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Folder for cltool.toml, the inbox and the state.")
 @click.option("--force", is_flag=True, help="Overwrite an existing cltool.toml.")
-@_fail_cleanly
+@fail_cleanly
 def init(folder: str, force: bool) -> None:
     """Write a commented cltool.toml with every setting at its default, and create the inbox."""
     root = Path(folder)
@@ -137,7 +65,7 @@ def init(folder: str, force: bool) -> None:
               help="If another daemon leads this state store, wait and take over when it stops renewing its lease "
                    "(store.lease_seconds) instead of refusing to start.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def run(obj, once: bool, demo_feed: Path | None, as_json: bool, standby: bool) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it at a safe point).
 
@@ -149,7 +77,7 @@ def run(obj, once: bool, demo_feed: Path | None, as_json: bool, standby: bool) -
     if standby and once:
         raise click.UsageError("--standby waits to lead a long-running daemon; it does not go with --once")
     memory.limit_arenas()  # before any thread starts (daemon/memory.py)
-    daemon = Daemon(_context(obj, "daemon", refuse_outdated=False), demo_feed=demo_feed, standby=standby)
+    daemon = Daemon(context(obj, "daemon", refuse_outdated=False), demo_feed=demo_feed, standby=standby)
     if not once:
         daemon.run_forever()
         return
@@ -158,20 +86,20 @@ def run(obj, once: bool, demo_feed: Path | None, as_json: bool, standby: bool) -
     lines = [f"{r.file}: {r.status} — {r.reason}" for r in ingested]
     lines.append(f"cycle: {result.outcome} v{result.version} — {'; '.join(result.reasons)}" if result
                  else "cycle: not triggered")
-    _emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, "\n".join(lines))
 
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def ingest(obj, files: tuple[Path, ...], as_json: bool) -> None:
     """Validate and record FILES now (your files are copied, not moved). Exit 1 if any is quarantined."""
-    ctx = _context(obj)
-    ctx.inbox.actor = _actor()
+    ctx = context(obj)
+    ctx.inbox.actor = actor()
     results = [ctx.inbox.ingest_copy(path) for path in files]
-    _emit([r.to_dict() for r in results], as_json, "\n".join(f"{r.file}: {r.status} — {r.reason}" for r in results))
+    emit([r.to_dict() for r in results], as_json, "\n".join(f"{r.file}: {r.status} — {r.reason}" for r in results))
     bad = [r for r in results if r.status == "quarantined"]
     if bad:
         raise QuarantinedError(bad[0].quarantine_path, bad[0].reason)
@@ -180,18 +108,18 @@ def ingest(obj, files: tuple[Path, ...], as_json: bool) -> None:
 @cli.command()
 @click.option("--reason", default="manual request", show_default=True, help="Why (goes in the history).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def retrain(obj, reason: str) -> None:
     """Ask for a cycle now, whatever the trigger says. The daemon (or `run --once`) carries it out.
 
     Batches parked after train.max_failures training failures in a row come back to pending first."""
     from daemon.state import parking
 
-    ctx = _context(obj)
-    unparked = parking.unpark(ctx.store, _actor(), reason)
+    ctx = context(obj)
+    unparked = parking.unpark(ctx.store, actor(), reason)
     if unparked:
         click.echo(f"unparked {len(unparked)} batch(es): {', '.join(unparked)}")
-    ctx.store.append(events.RETRAIN_REQUESTED, reason, actor=_actor())
+    ctx.store.append(events.RETRAIN_REQUESTED, reason, actor=actor())
     pending = parking.pending(ctx.store)
     click.echo(f"cycle requested ({sum(b.n_train for b in pending)} new train rows waiting); "
                "the running daemon starts it at its next check, or run `cltool run --once`")
@@ -202,7 +130,7 @@ def retrain(obj, reason: str) -> None:
 @click.option("--live", is_flag=True, help="Read the aliases and figures from MLflow, not from cltool's event log "
                                           "(slower; `cltool fsck` reports where the two differ).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def status(obj, as_json: bool, live: bool) -> None:
     """Champion, challenger, previous champion, pending rows and the last decision.
 
@@ -211,8 +139,8 @@ def status(obj, as_json: bool, live: bool) -> None:
     `cltool fsck`)."""
     from daemon.cli.status import collect, render
 
-    data = collect(_context(obj), live=live)
-    _emit(data, as_json, render(data))
+    data = collect(context(obj), live=live)
+    emit(data, as_json, render(data))
 
 
 @cli.command()
@@ -220,10 +148,10 @@ def status(obj, as_json: bool, live: bool) -> None:
 @click.option("--reason", required=True, help="Why (goes in the history and the registry).")
 @click.option("--force", is_flag=True, help="Promote a version the gate rejected.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def promote(obj, version: str, reason: str, force: bool) -> None:
     """Make VERSION the champion (the old one becomes previous_champion)."""
-    move = _context(obj).keeper.promote(version, reason, actor=_actor(), force=force)
+    move = context(obj).keeper.promote(version, reason, actor=actor(), force=force)
     forced = " (forced past a REJECT)" if move.event.payload.get("forced") else ""
     click.echo(f"champion: v{move.champion}{forced}; previous_champion: v{move.previous_champion}")
 
@@ -232,10 +160,10 @@ def promote(obj, version: str, reason: str, force: bool) -> None:
 @click.option("--reason", required=True, help="Why (goes in the history).")
 @click.option("--to", "to", metavar="VERSION", help="Version to return to (default: previous_champion).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def rollback(obj, reason: str, to: str | None) -> None:
     """Return the champion alias to previous_champion (or --to VERSION)."""
-    move = _context(obj).keeper.rollback(reason, actor=_actor(), to=to)
+    move = context(obj).keeper.rollback(reason, actor=actor(), to=to)
     click.echo(f"champion: v{move.champion}; previous_champion: v{move.previous_champion}")
 
 
@@ -248,7 +176,7 @@ def rollback(obj, reason: str, to: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def prune(obj, keep: int | None, keep_runs: int | None, dry_run: bool, as_json: bool) -> None:
     """Delete what old versions that cannot serve any more leave behind (the daemon does this after each cycle).
 
@@ -260,16 +188,16 @@ def prune(obj, keep: int | None, keep_runs: int | None, dry_run: bool, as_json: 
     from daemon.promotion import retention
     from registry import removal
 
-    ctx = _context(obj)
+    ctx = context(obj)
     keep = keep if keep is not None else ctx.settings.mlflow.keep_versions
     keep_runs = keep_runs if keep_runs is not None else ctx.settings.mlflow.keep_runs
     if keep_runs and keep_runs < keep:
         raise click.UsageError(f"--keep-runs {keep_runs} would remove versions whose weights --keep {keep} keeps")
     if keep == 0:
-        _emit([], as_json, "mlflow.keep_versions = 0: every version keeps its weights (pass --keep N)")
+        emit([], as_json, "mlflow.keep_versions = 0: every version keeps its weights (pass --keep N)")
         return
-    pruned = retention.prune(ctx, keep, actor=_actor(), dry_run=dry_run)
-    removed = retention.remove(ctx, keep_runs, actor=_actor(), dry_run=dry_run)
+    pruned = retention.prune(ctx, keep, actor=actor(), dry_run=dry_run)
+    removed = retention.remove(ctx, keep_runs, actor=actor(), dry_run=dry_run)
     if removed and not dry_run:
         removal.collect_garbage(ctx.registry, force=True)
     gone = {v.version for v in removed}
@@ -277,7 +205,7 @@ def prune(obj, keep: int | None, keep_runs: int | None, dry_run: bool, as_json: 
     found.sort(key=lambda item: -int(item[0].version))
     verb = "would delete" if dry_run else "deleted"
     what = {"weights": "the weights of", "run": "the run, reports and registry entry of"}
-    _emit([{"version": v.version, "created_at": v.created_at.isoformat(), "decision": v.tags.get("cltool.decision"),
+    emit([{"version": v.version, "created_at": v.created_at.isoformat(), "decision": v.tags.get("cltool.decision"),
             "what": kind, "deleted": not dry_run} for v, kind in found], as_json,
           "\n".join(f"{verb} {what[kind]} v{v.version} (created {v.created_at:%Y-%m-%d %H:%M}, "
                     f"{v.tags.get('cltool.decision', 'no decision')})" for v, kind in found)
@@ -291,15 +219,15 @@ def prune(obj, keep: int | None, keep_runs: int | None, dry_run: bool, as_json: 
 @click.option("--type", "types", multiple=True, help="Only these event types (repeatable).")
 @click.option("--all", "show_all", is_flag=True, help="Include bookkeeping events (alias.synced, cycle.started).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def history(obj, as_json: bool, limit: int, types: tuple[str, ...], show_all: bool) -> None:
     """The append-only event log: ingests, decisions, promotions, rollbacks, failures."""
-    store = _context(obj).store
+    store = context(obj).store
     found = store.events(types=types or None, newest_first=True, limit=None if not (types or show_all) else limit)
     if not (types or show_all):
         found = [e for e in found if e.type not in HIDDEN_BY_DEFAULT][:limit]
     found.reverse()
-    _emit([e.to_dict() for e in found], as_json, "\n".join(
+    emit([e.to_dict() for e in found], as_json, "\n".join(
         f"{e.at:%Y-%m-%d %H:%M:%S} {e.type:<19} {('v' + e.version) if e.version else '-':>5}  {e.actor:<14} "
         f"{'[forced] ' if e.payload.get('forced') else ''}{e.reason}"
         for e in found) or "no events yet")
@@ -310,7 +238,7 @@ def history(obj, as_json: bool, limit: int, types: tuple[str, ...], show_all: bo
                                             "(refused while a daemon leads this state).")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def fsck(obj, repair: bool, as_json: bool) -> None:
     """Check the stores against each other: every file recorded once, ledger = stored rows, every consumed
     batch decided once, no interrupted cycle or undecided version, no open alias intent, MLflow's aliases =
@@ -318,11 +246,11 @@ def fsck(obj, repair: bool, as_json: bool) -> None:
     Exit 0 when all hold (after --repair: when what is left holds), 1 with the list when not."""
     from daemon.fsck import fsck as check
 
-    ctx = _context(obj)
+    ctx = context(obj)
     found = check(ctx, repair=repair, me=ctx.owner)
     lines = [("repaired " if p in found.repaired else "") + p.line() for p in found.problems]
     verdict = "clean" if found.clean else f"{len([p for p in found.problems if p not in found.repaired])} problem(s)"
-    _emit(found.to_dict(), as_json, "\n".join([*lines, f"fsck: {verdict} ({', '.join(found.checked)} checked)"]))
+    emit(found.to_dict(), as_json, "\n".join([*lines, f"fsck: {verdict} ({', '.join(found.checked)} checked)"]))
     if not found.clean:
         sys.exit(1)
 
@@ -331,14 +259,14 @@ def fsck(obj, repair: bool, as_json: bool) -> None:
 @click.argument("version")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def explain(obj, version: str, as_json: bool) -> None:
     """Replay the gate's decision on VERSION from its stored eval report and config, and print why."""
     from daemon.cli.explain import explain as replay
     from daemon.cli.explain import render
 
-    data = replay(_context(obj), version)
-    _emit(data, as_json, render(data))
+    data = replay(context(obj), version)
+    emit(data, as_json, render(data))
     if not data["reproduced"]:
         sys.exit(1)
 
@@ -347,13 +275,13 @@ def explain(obj, version: str, as_json: bool) -> None:
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def predict(obj, texts: tuple[str, ...], as_json: bool) -> None:
     """Label TEXTS with the champion: label and its probability."""
     from daemon.errors import NoChampionError
     from retrain.evaluation import Predictor
 
-    ctx = _context(obj)
+    ctx = context(obj)
     champion = ctx.registry.get_alias("champion")
     if champion is None:
         from daemon.cli.status import running_cycle
@@ -366,14 +294,14 @@ def predict(obj, texts: tuple[str, ...], as_json: bool) -> None:
     ids, probs = predictor.predict(list(texts))
     rows = [{"text": t, "label": predictor.labels[i], "score": round(float(p[i]), 4), "version": champion.version}
             for t, i, p in zip(texts, ids, probs)]
-    _emit(rows, as_json, "\n".join(f"{r['label']:<9} {r['score']:.3f}  {r['text']}" for r in rows))
+    emit(rows, as_json, "\n".join(f"{r['label']:<9} {r['score']:.3f}  {r['text']}" for r in rows))
 
 
 @cli.command()
 @click.option("--host", help="Address to listen on (default serve.host, 127.0.0.1; 0.0.0.0 exposes it).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port to listen on (default serve.port, 8085; 0 = any).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def serve(obj, host: str | None, port: int | None) -> None:
     """Serve the champion over HTTP until Ctrl-C or SIGTERM, following the alias as it moves.
 
@@ -387,7 +315,7 @@ def serve(obj, host: str | None, port: int | None) -> None:
     from daemon.serving.server import Server
 
     memory.limit_arenas()
-    server = Server(_context(obj, "serve"), host=host, port=port)
+    server = Server(context(obj, "serve"), host=host, port=port)
     sock = server.bind()
     where = f"http://{server.bound[0]}:{server.bound[1]}"
     click.echo(f"cltool serve: listening on {where} (POST /predict, /invocations; GET /healthz, /readyz, /metrics)"
@@ -401,12 +329,12 @@ def serve(obj, host: str | None, port: int | None) -> None:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the PNG timeline (default: <state_dir>/drift-timeline.png).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def drift(obj, as_json: bool, since: str | None, plot_path: Path | None) -> None:
     """Recent drift state per detector (score, threshold, drifted, alert, severity) and a PNG timeline."""
     from daemon.cli.drift_view import collect, parse_since, plot, render
 
-    ctx = _context(obj)
+    ctx = context(obj)
     try:
         start = parse_since(since, ctx.clock())
     except ValueError as exc:
@@ -415,44 +343,10 @@ def drift(obj, as_json: bool, since: str | None, plot_path: Path | None) -> None
     data["plot"] = None
     if data["detectors"]:
         data["plot"] = str(plot(data, plot_path or ctx.settings.state_dir / "drift-timeline.png"))
-    _emit(data, as_json, render(data) + (f"\ntimeline: {data['plot']}" if data["plot"] else ""))
+    emit(data, as_json, render(data) + (f"\ntimeline: {data['plot']}" if data["plot"] else ""))
 
 
-@cli.group()
-def db() -> None:
-    """The state store's schema: which revision it is at, and upgrading it (the daemon also upgrades at start-up)."""
-
-
-@db.command("current")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@click.pass_obj
-@_fail_cleanly
-def db_current(obj, as_json: bool) -> None:
-    """The store's schema revision and the newest this cltool knows."""
-    ctx = _context(obj, refuse_outdated=False)
-    rev = ctx.store.revision
-    data = {"store": ctx.store.display_url, "revision": rev.current, "head": rev.head, "outdated": rev.behind}
-    _emit(data, as_json, f"{data['store']}: revision {rev.current}" +
-          (f", behind {rev.head}: run `cltool db upgrade`" if rev.behind else " (the newest)"))
-
-
-@db.command("upgrade")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@click.pass_obj
-@_fail_cleanly
-def db_upgrade(obj, as_json: bool) -> None:
-    """Apply the migrations the store lacks, holding the daemon's leader lock (a running daemon refuses it:
-    stop the daemon, or let it upgrade at its next start)."""
-    from daemon.state.locks import DAEMON_LOCK, Locks
-
-    ctx = _context(obj, "db-upgrade", refuse_outdated=False)
-    locks = Locks(ctx.store)
-    with locks.held(DAEMON_LOCK, ctx.owner, ttl_seconds=600,
-                    hint="A daemon runs on this store: it upgraded the schema when it started, or stop it first."):
-        change = ctx.store.upgrade(ctx.settings.legacy_rows_dir)
-    data = {"store": ctx.store.display_url, "from": change.current, "to": change.head}
-    _emit(data, as_json, f"{data['store']}: revision {change.current} -> {change.head}"
-          if change.current != change.head else f"{data['store']}: already at revision {change.head}")
+cli.add_command(db)
 
 
 def main() -> None:

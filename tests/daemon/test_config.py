@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config import Settings, load_settings, render_toml
+from daemon.cli.config_file import render_toml
+from daemon.config import Settings, load_settings
 from daemon.errors import ConfigError, ConfigFileError
 
 REQUIRED_KEYS = ["state_dir", "inbox_dir", "labels", "model.base", "model.max_length", "train.epochs",

@@ -71,6 +71,37 @@ def test_same_tiny_gain_on_many_rows_rejects():
     assert decision.failed == [gain]
 
 
+def test_the_same_predictions_as_the_champion_reject_rather_than_wait():
+    # Two models that agree on every fresh row: no number of further rows of the kind can show a gain,
+    # and a WAIT would retrain on every new file until max_wait_rows (seen with perfect toy models).
+    y = truth(60)
+    for wrong in ([], list(range(12))):
+        decision = decide(*pair(y, wrong_on(y, wrong), wrong_on(y, wrong)), POLICY)
+        assert decision.outcome == "REJECT", decision.reasons
+        gain = check(decision, "fresh_gain")
+        assert not gain.wait and not gain.passed
+        assert gain.message.endswith("the same prediction as the champion on all 60 fresh rows: no gain to wait for: fail")
+
+
+def test_the_same_predictions_still_pass_a_negative_bar_or_a_pooled_gain():
+    y, reg = truth(60), truth(300)
+    same = pair(y, wrong_on(y, range(12)), wrong_on(y, range(12)))
+    assert check(decide(*same, GatePolicy(min_fresh_gain=-0.01, fresh_margin=0.0)), "fresh_gain").passed
+    # A tie on the fresh rows, a significant gain once the regression rows join them.
+    pooled = pair(y, wrong_on(y, range(12)), wrong_on(y, range(12)), reg, wrong_on(reg, range(3)), wrong_on(reg, range(60)))
+    decision = decide(*pooled, GatePolicy(max_forgetting=0.01, fresh_margin=0.0, max_negative_flip_rate=0.5))
+    assert decision.outcome == "PROMOTE", decision.reasons
+    assert "with the regression rows, a significant gain" in check(decision, "fresh_gain").message
+
+
+def test_a_tie_between_different_predictions_still_waits():
+    # One fixed and one broken row: the same macro-F1, other predictions: more rows can tell them apart.
+    y = truth(60)
+    decision = decide(*pair(y, wrong_on(y, [1]), wrong_on(y, [2])), POLICY)
+    assert decision.outcome == "WAIT", decision.reasons
+    assert check(decision, "fresh_gain").message.endswith(": wait")
+
+
 def test_clearly_worse_candidate_rejects():
     y = truth(300)
     decision = decide(*pair(y, wrong_on(y, range(120)), wrong_on(y, range(60))), POLICY)
