@@ -8,6 +8,7 @@ import threading
 import time
 
 from daemon.context import ModelCache
+from tests.concurrency import at_once
 
 
 class SlowRegistry:
@@ -26,19 +27,7 @@ class SlowRegistry:
 def test_concurrent_downloads_of_one_version_leave_one_complete_folder(tmp_path):
     registry = SlowRegistry()
     cache = ModelCache(tmp_path / "models", registry)
-    paths, errors = [], []
-
-    def fetch():
-        try:
-            paths.append(cache.path("3"))
-        except Exception as exc:  # noqa: BLE001 (any failure is the finding)
-            errors.append(exc)
-
-    threads = [threading.Thread(target=fetch) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    paths, errors = at_once(lambda: cache.path("3"), 3)
     assert not errors and registry.calls == 3
     assert set(paths) == {tmp_path / "models" / "v3"} and (paths[0] / "weights.bin").read_text() == "v3"
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["v3"]  # no download folder left behind

@@ -4,8 +4,6 @@ the bounded history samples a cycle reads (index ranges of row-hash order)."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import sqlalchemy as sa
 
@@ -13,6 +11,7 @@ from daemon.errors import SchemaOutdatedError, SchemaUpgradeError
 from daemon.state import schema
 from daemon.state.locks import Locks
 from daemon.state.store import StateStore
+from tests.concurrency import at_once
 from tests.daemon.state.test_schema import BATCHES, old_store
 
 pytestmark = pytest.mark.integration
@@ -48,19 +47,7 @@ def test_a_failed_upgrade_on_postgres_changes_nothing(postgres, tmp_path):
 
 def test_concurrent_first_opens_build_one_schema_and_one_leader(postgres):
     url = postgres.create_database("fresh_store")
-    errors, stores = [], []
-
-    def open_it():
-        try:
-            stores.append(StateStore(url))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    stores, errors = at_once(lambda: StateStore(url), 4)
     assert errors == [] and len(stores) == 4
     assert {s.revision.current for s in stores} == {schema.head()}
     winners = [Locks(s).try_acquire("daemon", f"owner{i}", 60) for i, s in enumerate(stores)]

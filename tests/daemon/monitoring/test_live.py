@@ -47,6 +47,16 @@ def serve(store, at, source, n, negative_share, version="4", rng=np.random.defau
     traffic.record(store, rows)
 
 
+def surge_on_wire(store, negative_share):
+    """Three calm hours of "wire" traffic (20 % negative), then, half an hour before the hour returned,
+    a window with `negative_share` negative."""
+    for hour in range(3):
+        serve(store, T0 + timedelta(hours=hour), "wire", 100, 0.2)
+    now = T0 + timedelta(hours=4)
+    serve(store, now - timedelta(minutes=30), "wire", 100, negative_share)
+    return now
+
+
 def test_a_negative_surge_on_one_source_opens_after_two_checks_and_closes_after_calm(ctx, store):
     sent = []
     monitor = LiveMonitor(ctx, notify=sent.append)
@@ -123,10 +133,7 @@ def test_traffic_older_than_the_retention_is_deleted(ctx, store):
 def test_cltool_drift_shows_the_latest_served_reading(ctx, store):
     from daemon.cli.drift_view import collect, render
 
-    for hour in range(3):
-        serve(store, T0 + timedelta(hours=hour), "wire", 100, 0.2)
-    now = T0 + timedelta(hours=4)
-    serve(store, now - timedelta(minutes=30), "wire", 100, 0.6)
+    now = surge_on_wire(store, 0.6)
     monitor = LiveMonitor(ctx)
     monitor.check(now)
     monitor.check(now + timedelta(minutes=1))
@@ -177,10 +184,7 @@ def test_served_texts_embeddings_drift_is_found_once_per_period(ctx, store):
 
 
 def test_an_open_surge_survives_a_restart_after_a_check_that_scored_nothing(ctx, store):
-    for hour in range(3):
-        serve(store, T0 + timedelta(hours=hour), "wire", 100, 0.2)
-    now = T0 + timedelta(hours=4)
-    serve(store, now - timedelta(minutes=30), "wire", 100, 0.7)
+    now = surge_on_wire(store, 0.7)
     monitor = LiveMonitor(ctx)
     monitor.check(now)
     assert monitor.check(now + timedelta(minutes=1)).payload["sources"]["wire"]["alert"] == "open"

@@ -11,6 +11,7 @@ import pytest
 from daemon.serving.app import Limits, ServeMetrics, build_app
 from daemon.serving.batcher import Batcher
 from daemon.serving.follower import Follower
+from tests.concurrency import threads
 from tests.daemon.serving.conftest import LABELS, FakePredictor, call, uvicorn_running
 
 
@@ -128,16 +129,12 @@ def test_a_loop_of_requests_never_fails_while_the_champion_moves(served):
             winners = {p["label"] for p in body["predictions"]}
             answers.append((body["model_version"], winners))
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for version in ("2", "3", "4"):
+    with threads(client, 4):
+        for version in ("2", "3", "4"):
+            time.sleep(0.3)
+            world.version = version
         time.sleep(0.3)
-        world.version = version
-    time.sleep(0.3)
-    stop.set()
-    for t in threads:
-        t.join()
+        stop.set()
     world.follower.stop()
     assert not failures
     assert {v for v, _ in answers} == {"1", "2", "3", "4"}

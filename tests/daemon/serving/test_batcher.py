@@ -10,6 +10,7 @@ import pytest
 
 from daemon.serving.batcher import Batcher, NotReadyError
 from daemon.serving.follower import Served
+from tests.concurrency import threads
 from tests.daemon.serving.conftest import LABELS, FakePredictor
 
 
@@ -52,16 +53,12 @@ def test_swaps_under_load_never_fail_a_request_nor_mix_versions():
             except Exception as exc:  # noqa: BLE001 (any failure is the finding)
                 errors.append(exc)
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for version in ("2", "3", "4", "5"):
+    with threads(client, 4):
+        for version in ("2", "3", "4", "5"):
+            time.sleep(0.05)
+            current["served"] = Served(version, FakePredictor(version, delay=0.001), 0.0)
         time.sleep(0.05)
-        current["served"] = Served(version, FakePredictor(version, delay=0.001), 0.0)
-    time.sleep(0.05)
-    stop.set()
-    for t in threads:
-        t.join()
+        stop.set()
     batcher.close()
     assert not errors
     assert {v for v, _ in results} == {"1", "2", "3", "4", "5"}
