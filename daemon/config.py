@@ -97,8 +97,14 @@ class MlflowSection(_Section):
     keep_versions: int = Field(
         20, ge=0,
         description="Retention: the newest N registered versions keep their weights, and so does every version "
-                    "that holds an alias or ever was champion; older rejected candidates lose their weights after "
-                    "each cycle (their run, metrics and reports stay; `cltool prune`). 0 = keep all.",
+                    "that holds an alias or is among the last keep_champions champions; older versions lose their "
+                    "weights after each cycle (their run, metrics and reports stay; `cltool prune`). 0 = keep all.",
+    )
+    keep_champions: int = Field(
+        10, ge=0,
+        description="Retention: the N versions that were champion most recently keep their weights as rollback "
+                    "targets (besides every alias holder); an older former champion loses its weights, never its "
+                    "run or registry entry. 0 = every former champion keeps its weights.",
     )
     keep_runs: int = Field(
         200, ge=0,

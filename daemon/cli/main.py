@@ -173,18 +173,23 @@ def rollback(obj, reason: str, to: str | None) -> None:
 @click.option("--keep-runs", type=click.IntRange(min=0), metavar="N",
               help="Keep the runs and registry entries of the newest N versions (default: mlflow.keep_runs; "
                    "0 = keep all).")
+@click.option("--keep-champions", type=click.IntRange(min=0), metavar="N",
+              help="Keep the weights of the N versions that were champion most recently (default: "
+                   "mlflow.keep_champions; 0 = every former champion).")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
 @click.pass_obj
 @fail_cleanly
-def prune(obj, keep: int | None, keep_runs: int | None, dry_run: bool, as_json: bool) -> None:
+def prune(obj, keep: int | None, keep_runs: int | None, keep_champions: int | None, dry_run: bool,
+          as_json: bool) -> None:
     """Delete what old versions that cannot serve any more leave behind (the daemon does this after each cycle).
 
-    Kept: every version an alias points at and every version that ever was champion. Other versions
-    older than the newest --keep lose their weights: their registry entry, run, metrics and reports stay
+    Kept: every version an alias points at and the --keep-champions versions that were champion most
+    recently (rollback targets). Other versions older than the newest --keep lose their weights: their registry entry, run, metrics and reports stay
     (tag cltool.pruned), but they can no longer be promoted or rolled back to. Older than the newest
-    --keep-runs, they are removed from MLflow altogether (their decision stays in `cltool history`), and
-    an embedded MLflow store is garbage-collected at once."""
+    --keep-runs, versions that never were champion are removed from MLflow altogether (their decision
+    stays in `cltool history`), and an embedded MLflow store is garbage-collected at once; a former
+    champion's run is never removed."""
     from daemon.promotion import retention
     from registry import removal
 
@@ -196,8 +201,9 @@ def prune(obj, keep: int | None, keep_runs: int | None, dry_run: bool, as_json: 
     if keep == 0:
         emit([], as_json, "mlflow.keep_versions = 0: every version keeps its weights (pass --keep N)")
         return
-    pruned = retention.prune(ctx, keep, actor=actor(), dry_run=dry_run)
-    removed = retention.remove(ctx, keep_runs, actor=actor(), dry_run=dry_run)
+    keep_champions = keep_champions if keep_champions is not None else ctx.settings.mlflow.keep_champions
+    pruned, removed = retention.both(ctx, keep, keep_runs, actor=actor(), dry_run=dry_run,
+                                     keep_champions=keep_champions)
     if removed and not dry_run:
         removal.collect_garbage(ctx.registry, force=True)
     gone = {v.version for v in removed}
@@ -209,7 +215,8 @@ def prune(obj, keep: int | None, keep_runs: int | None, dry_run: bool, as_json: 
             "what": kind, "deleted": not dry_run} for v, kind in found], as_json,
           "\n".join(f"{verb} {what[kind]} v{v.version} (created {v.created_at:%Y-%m-%d %H:%M}, "
                     f"{v.tags.get('cltool.decision', 'no decision')})" for v, kind in found)
-          or f"nothing to prune: the newest {keep} versions, alias holders and former champions keep their weights"
+          or f"nothing to prune: the newest {keep} versions, alias holders and "
+             + (f"the last {keep_champions} champions" if keep_champions else "former champions") + " keep their weights"
              + (f", and the newest {keep_runs} their runs" if keep_runs else ""))
 
 

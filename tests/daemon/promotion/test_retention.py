@@ -59,6 +59,39 @@ def test_only_old_versions_that_cannot_serve_lose_their_weights(ctx, tmp_path):
         ctx.registry.delete_weights("3", "asked directly")  # the registry itself refuses an alias holder
 
 
+def test_only_the_most_recent_former_champions_keep_their_weights(ctx):
+    # Champions, most recent first: v3 (champion), v2 (previous_champion), v1 (no alias).
+    assert [v.version for v in retention.prunable(ctx, keep=1, keep_champions=3)] == ["4"]
+    assert [v.version for v in retention.prunable(ctx, keep=1, keep_champions=2)] == ["4", "1"]
+    assert [v.version for v in retention.prunable(ctx, keep=1, keep_champions=1)] == ["4", "1"]  # v2 holds an alias
+    assert [v.version for v in retention.prunable(ctx, keep=1, keep_champions=0)] == ["4"]  # 0: every champion
+
+    assert [v.version for v in retention.prune(ctx, 1, actor="test", keep_champions=2)] == ["4", "1"]
+    note = ctx.registry.get_version("1").tags["cltool.pruned"]
+    assert "a former champion older than the newest 2 (mlflow.keep_champions)" in note
+    with pytest.raises(PromotionRefused, match="weights were deleted"):
+        ctx.keeper.rollback("too far back", actor="test", to="1")
+    # Its run and registry entry are never removed: what served stays reviewable.
+    assert [v.version for v in retention.removable(ctx, keep_runs=1)] == ["4"]
+
+
+def test_recency_of_a_champion_counts_its_last_time_in_office(ctx):
+    ctx.keeper.rollback("back to the first", actor="test", to="1")  # now v1, then v3, then v2
+    assert ctx.registry.get_alias("previous_champion").version == "3"
+    assert [v.version for v in retention.prunable(ctx, keep=1, keep_champions=2)] == ["4", "2"]
+    assert [v.version for v in retention.prunable(ctx, keep=1, keep_champions=3)] == ["4"]
+
+
+def test_a_retention_pass_lists_the_registry_once(ctx, monkeypatch):
+    calls = []
+    listed = ctx.registry.list_versions
+    monkeypatch.setattr(ctx.registry, "list_versions", lambda **kw: calls.append(kw) or listed(**kw))
+    pruned, removed = retention.both(ctx, 1, 1, actor="test", keep_champions=3)
+    assert len(calls) == 1
+    assert [v.version for v in pruned] == ["4"] and [v.version for v in removed] == ["4"]
+    assert [v.version for v in ctx.registry.list_versions()] == ["5", "3", "2", "1"]
+
+
 def test_the_weights_are_really_gone_from_the_artifact_store(ctx):
     client = ctx.registry._connect()
 
@@ -85,6 +118,12 @@ def test_cltool_prune_lists_then_deletes(ctx, tmp_path):
     assert done.exit_code == 0 and "deleted the weights of v4" in done.output
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "nothing to prune" in again.output
+    assert "the last 10 champions keep their weights" in again.output  # mlflow.keep_champions' default
+    older = CliRunner().invoke(cli, [*args, "--keep-champions", "2", "--dry-run", "--json"])
+    assert older.exit_code == 0, older.output
+    assert [(v["version"], v["what"]) for v in json.loads(older.output)] == [("1", "weights")]
+    older = CliRunner().invoke(cli, [*args, "--keep-champions", "2"])
+    assert older.exit_code == 0 and "deleted the weights of v1" in older.output
     refused = CliRunner().invoke(cli, [*args[:4], "promote", "4", "--reason", "x", "--force"])
     assert refused.exit_code == 1 and "weights were deleted" in refused.output
 
