@@ -121,7 +121,8 @@ def _training(s: Settings) -> str:
             f"{s.lora_rank}), {train.precision}, batch {train.batch_size}, max_length {s.model.max_length}, "
             f"replay ratio {replay.ratio} (reservoir capacity {replay.reservoir_capacity}, recency half-life "
             f"{replay.half_life_rows} rows), distill alpha {s.distill_alpha}, "
-            f"class weighting {'on' if train.class_weighting else 'off'}")
+            f"class weighting {'on' if train.class_weighting else 'off'}"
+            + (", length-grouped batches" if train.length_grouped else ""))
 
 
 def _pm(stat: dict) -> str:

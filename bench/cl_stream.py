@@ -56,7 +56,8 @@ BENCH_FLAGS = ("pb_batches", "tw_batches", "batch_rows", "tw_batch_rows", "test_
 # Flags that set a field of one of the package's configs: flag → (Settings attribute, field).
 CONFIG_FLAGS = {"epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
                 "learning_rate": ("train", "learning_rate"), "precision": ("train", "precision"),
-                "class_weighting": ("train", "class_weighting"), "replay_ratio": ("replay", "ratio"),
+                "class_weighting": ("train", "class_weighting"), "length_grouped": ("train", "length_grouped"),
+                "replay_ratio": ("replay", "ratio"),
                 "reservoir_capacity": ("replay", "reservoir_capacity"),
                 "half_life_rows": ("replay", "half_life_rows"), "max_length": ("model", "max_length")}
 # The strategies' own settings are TrainConfig fields too, checked by building the strategy's config.
@@ -106,6 +107,8 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
         if flag == "class_weighting":
             p.add_argument(_flag(flag), dest=flag, action="store_false", default=None,
                            help="plain cross-entropy instead of the daemon's inverse-class-frequency weights")
+        elif info.annotation is bool:
+            p.add_argument(_flag(flag), dest=flag, action="store_true", default=None, help=_config_help(defaults, section, field))
         elif get_args(info.annotation):
             p.add_argument(_flag(flag), choices=get_args(info.annotation),
                            help=_config_help(defaults, section, field))

@@ -107,6 +107,9 @@ def test_full_mode_defaults_bound_the_reservoir_and_flags_reach_the_settings(tmp
     assert plain.train.class_weighting is False
     assert train_config(plain, 13, "naive").class_weighting is False
     assert train_config(full, 13, "naive").class_weighting is True
+    _, grouped = parse(["--data", str(DATA), "--length-grouped"])
+    assert train_config(grouped, 13, "class_balanced").length_grouped is True
+    assert train_config(full, 13, "class_balanced").length_grouped is False
     _, small_steps = parse(["--data", str(DATA), "--batch-size", "8"])
     assert train_config(small_steps, 13, "joint").batch_size == 8 and train_config(full, 13, "joint").batch_size == 16
 
