@@ -20,7 +20,6 @@ Writes bench/results/drift.md and drift.json. PhraseBank is CC BY-NC-SA: read fr
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import common
 from daemon.config import load_settings
 from daemon.context import open_context
 from daemon.cycle.run import run_cycle
@@ -114,8 +114,7 @@ def alerts_opened(windows: list[list], open_after: int, close_after: int) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data")
+    parser = common.parser(__doc__)
     parser.add_argument("--batches", type=int, default=50, help="windows per scenario")
     parser.add_argument("--batch-rows", type=int, default=200, help="rows per window in the detection part")
     parser.add_argument("--reference-rows", type=int, default=2000, help="rows of the champion's batch")

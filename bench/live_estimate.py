@@ -13,7 +13,6 @@ holds the true score.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import common
 from bench.cl_data import read_phrasebank, read_twitter
 from bench.serve import LABELS, trained_model
 from retrain.calibration import expected_macro_f1, fit_temperature, scaled
@@ -36,9 +36,7 @@ def macro_f1(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, default=Path("bench/results/serve"))
+    parser = common.parser(__doc__, out=common.REPO / "bench" / "results" / "serve")
     parser.add_argument("--window", type=int, default=300)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,9 @@ in the supervised child process (the default launcher), so the daemon's own proc
 service keeps. The stores are the real embedded ones (SQLite state store, SQLite MLflow tracking and registry,
 artifacts on disk), with retention tightened so its bound shows within the run (keep_versions 5,
 keep_runs 20), and the gate decides at once (max_wait_rows 10: toy rows leave every candidate as perfect as
-the champion, which would otherwise WAIT, and retrain on every new file, until 400 fresh rows). Prometheus is
-imitated: /metrics is scraped at every sample.
+the champion; the gate now rejects a candidate with the champion's very predictions at once, and the cap keeps
+a near tie from waiting, and retraining on every new file, until 400 fresh rows). Prometheus is imitated:
+/metrics is scraped at every sample.
 
 Reported: RSS (MiB) and open descriptors against batches recorded, as least-squares slopes per 100 batches
 over the second half of the run (after the warm-up); the MLflow runs (active and deleted), registered

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import common
 from bench.cl_data import read_phrasebank, read_twitter
 from retrain.config import TrainConfig
 from retrain.evaluation import Predictor
@@ -159,9 +160,7 @@ def int8_figures(model_dir: Path, texts: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, default=Path("bench/results/serve"))
+    parser = common.parser(__doc__, out=common.REPO / "bench" / "results" / "serve")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ from transformers import (
     set_seed,
 )
 
+from bench import common
 from bench.cl_data import read_twitter, stratified_take
 from retrain.config import TrainConfig
 from retrain.data import to_dataset
@@ -136,8 +137,7 @@ def report(runs: list[dict], padding: dict[str, float], args: argparse.Namespace
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser = common.parser(__doc__)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--val", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=3)

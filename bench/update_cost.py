@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import common
 from bench.cl_data import read_twitter
 from daemon.config import load_settings
 from daemon.context import open_context
@@ -100,8 +101,7 @@ def _write(path: Path, rows: pd.DataFrame) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser = common.parser(__doc__)
     parser.add_argument("--rows", type=int, default=1700)
     parser.add_argument("--history-batches", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)

@@ -11,7 +11,6 @@ differ from float32's (the flip rate), the largest class-probability gap, and ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import common
 from bench.cl_data import read_phrasebank, stratified_take
 from retrain.config import TrainConfig
 from retrain.evaluation import Predictor, score
@@ -31,11 +31,9 @@ COMMAND = "HF_HUB_OFFLINE=1 .venv/bin/python -m bench.weights_dtype --out bench/
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser = common.parser(__doc__, out=REPO / "bench" / "results" / "weights_dtype")
     parser.add_argument("--train", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "weights_dtype")
     args = parser.parse_args()
     rows = read_phrasebank(args.data).sample(frac=1, random_state=0).reset_index(drop=True)
     cut = int(len(rows) * 0.8)

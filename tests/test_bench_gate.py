@@ -63,9 +63,9 @@ def test_part_report_is_what_score_returns():
 
 def test_a_candidate_identical_to_the_champion_is_never_promoted_by_default():
     out = draw_decisions(evidence("same"), DEFAULT, draws=6, fresh_rows=60, regression_rows=200, seed_key=[1])
-    assert out["promote"] == 0 and out["reject"] + out["wait"] == 6
-    # No gain is "within noise" until max_wait_rows, then fails: every draw used the WAIT rounds.
-    assert "fresh_gain" in out["failed_rules"] and max(out["rounds"]) > 1
+    # The same predictions on every fresh row: rejected at once, not waited on until max_wait_rows.
+    assert out["promote"] == 0 and out["reject"] == 6 and out["rounds"] == [1] * 6
+    assert out["failed_rules"] == {"fresh_gain": 6}
 
 
 def test_a_candidate_right_wherever_the_champion_is_wrong_is_promoted():
