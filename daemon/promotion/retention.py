@@ -43,7 +43,8 @@ class _Listing:
     @classmethod
     def read(cls, ctx: Context) -> _Listing:
         moves = ctx.store.events(types=[events.PROMOTION, events.ROLLBACK], newest_first=True)
-        return cls(ctx.registry.list_versions(with_metrics=False), list(dict.fromkeys(e.version for e in moves if e.version)))
+        champions = list(dict.fromkeys(e.version for e in moves if e.version))
+        return cls(ctx.registry.list_versions(with_metrics=False), champions)
 
     def prunable(self, keep: int, keep_champions: int) -> list[tuple[VersionInfo, str]]:
         """Versions whose weights may go, with why, newest first."""
