@@ -122,7 +122,7 @@ def _training(s: Settings) -> str:
             f"replay ratio {replay.ratio} (reservoir capacity {replay.reservoir_capacity}, recency half-life "
             f"{replay.half_life_rows} rows), distill alpha {s.distill_alpha}, "
             f"class weighting {'on' if train.class_weighting else 'off'}"
-            + (", length-grouped batches" if train.length_grouped else ""))
+            + (", length-grouped batches" if train.length_grouped else ", random batches"))
 
 
 def _pm(stat: dict) -> str:

@@ -103,10 +103,17 @@ def to_json(s: Settings) -> dict[str, Any]:
     return out
 
 
+# Settings added after runs were saved whose default is not what those runs did: a file without the
+# setting ran with this value (length-grouped batches became the default after they were measured).
+BEFORE_IT_EXISTED = {"train": {"length_grouped": False}}
+
+
 def from_json(saved: dict[str, Any]) -> Settings:
-    """Settings from `to_json`. A setting missing from the file (it was added later) takes its default:
-    the run was made before it existed, with the old behaviour."""
+    """Settings from `to_json`. A setting missing from the file (it was added later) takes the value the
+    run had before it existed: its default, unless BEFORE_IT_EXISTED says otherwise."""
     defaults = to_json(Settings())
+    for name, old in BEFORE_IT_EXISTED.items():
+        defaults[name] = {**defaults[name], **old}
     unknown = sorted(set(flatten(saved)) - set(flatten(defaults)))
     if unknown:
         raise ValueError(f"unknown settings {', '.join(unknown)} (saved by another version of the benchmark?)")

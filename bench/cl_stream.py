@@ -64,8 +64,12 @@ CONFIG_FLAGS = {"epochs": ("train", "epochs"), "batch_size": ("train", "batch_si
 STRATEGY_FIELDS = {"lora_rank": "lora_rank", "learning_rate": "lora_learning_rate", "distill_alpha": "distill_alpha"}
 
 
+# Switches the daemon has on by default: their flags turn them off.
+NEGATED = ("class_weighting", "length_grouped")
+
+
 def _flag(name: str) -> str:
-    return "--no-class-weighting" if name == "class_weighting" else "--" + name.replace("_", "-")
+    return ("--no-" if name in NEGATED else "--") + name.replace("_", "-")
 
 
 def _config_help(defaults: Settings, section: str, name: str) -> str:
@@ -107,8 +111,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
         if flag == "class_weighting":
             p.add_argument(_flag(flag), dest=flag, action="store_false", default=None,
                            help="plain cross-entropy instead of the daemon's inverse-class-frequency weights")
-        elif info.annotation is bool:
-            p.add_argument(_flag(flag), dest=flag, action="store_true", default=None, help=_config_help(defaults, section, field))
+        elif flag in NEGATED:
+            p.add_argument(_flag(flag), dest=flag, action="store_false", default=None,
+                           help="random batches instead of the daemon's length-grouped ones")
         elif get_args(info.annotation):
             p.add_argument(_flag(flag), choices=get_args(info.annotation),
                            help=_config_help(defaults, section, field))

@@ -8,8 +8,8 @@ fp32 on the CPU, three setups side by side per seed (their order rotates from se
 noise hits each alike):
 
 - `plain`: `transformers.Trainer` with its defaults (3 epochs, lr 5e-5, random batches, no evaluation);
-- `random`: `retrain.train.fine_tune` as shipped (`train.length_grouped = false`, the default);
-- `grouped`: `fine_tune` with `train.length_grouped = true` (retrain/sampling.py).
+- `random`: `retrain.train.fine_tune` with `train.length_grouped = false` (random batches);
+- `grouped`: `fine_tune` as shipped (`train.length_grouped = true`, the default: retrain/sampling.py).
 
 Throughput is training samples per second of `Trainer.train()` (for fine_tune that includes its
 evaluation of the validation rows after each epoch and the checkpoint of the best one: the recipe's

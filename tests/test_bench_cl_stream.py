@@ -107,9 +107,9 @@ def test_full_mode_defaults_bound_the_reservoir_and_flags_reach_the_settings(tmp
     assert plain.train.class_weighting is False
     assert train_config(plain, 13, "naive").class_weighting is False
     assert train_config(full, 13, "naive").class_weighting is True
-    _, grouped = parse(["--data", str(DATA), "--length-grouped"])
-    assert train_config(grouped, 13, "class_balanced").length_grouped is True
-    assert train_config(full, 13, "class_balanced").length_grouped is False
+    _, random_batches = parse(["--data", str(DATA), "--no-length-grouped"])
+    assert train_config(random_batches, 13, "class_balanced").length_grouped is False
+    assert train_config(full, 13, "class_balanced").length_grouped is True  # the daemon's default
     _, small_steps = parse(["--data", str(DATA), "--batch-size", "8"])
     assert train_config(small_steps, 13, "joint").batch_size == 8 and train_config(full, 13, "joint").batch_size == 16
 
@@ -259,6 +259,15 @@ def test_merge_reads_parts_saved_before_a_setting_existed(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(old))
     summary = merge([tmp_path / "a.json", tmp_path / "b.json"], data, tmp_path / "out", "m", "cmd")
     assert summary["naive"]["seeds"] == [13, 14]
+
+
+def test_a_part_saved_before_length_grouping_existed_ran_with_random_batches(tmp_path):
+    from bench.cl_settings import from_json, to_json
+
+    saved = to_json(parse(["--data", str(fake_data(tmp_path))])[1])
+    assert saved["train"]["length_grouped"] is True  # the daemon's default now
+    del saved["train"]["length_grouped"]
+    assert from_json(saved).train.length_grouped is False  # what such a run did
 
 
 def test_merge_refuses_training_flags_it_would_ignore(tmp_path, capsys):
