@@ -45,6 +45,27 @@ def readyz(url: str) -> tuple[int, dict, float]:
     return status, json.loads(body), time.monotonic() - started
 
 
+def metrics_url(log: Path) -> str:
+    """The daemon's /metrics base URL, from its start-up line."""
+    return wait_for(lambda: next((line.split("metrics at ")[1].split("/metrics")[0]
+                                  for line in log.read_text().splitlines() if "metrics at " in line), None),
+                    120, "the daemon's metrics URL")
+
+
+def stop(daemon: subprocess.Popen, server: MlflowServer) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(timeout=60)
+    server.stop()
+
+
+def clean_exit_log(daemon: subprocess.Popen, log: Path) -> str:
+    """The stopped daemon's log, once it is known to have exited 0 without a traceback."""
+    text = log.read_text()
+    assert daemon.returncode == 0, text[-3000:]
+    assert "Traceback" not in text, text[-5000:]
+    return text
+
+
 def test_the_daemon_rides_out_a_database_and_an_mlflow_outage(own_postgres, tmp_path):
     mlflow_port = free_port()
     env = dict(clean_environ(), CLTOOL_STORE__URL=own_postgres.create_database("cltool"),
@@ -56,9 +77,7 @@ def test_the_daemon_rides_out_a_database_and_an_mlflow_outage(own_postgres, tmp_
         daemon = subprocess.Popen([*args, "run"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     server = MlflowServer(tmp_path / "mlflow", None, port=mlflow_port)
     try:
-        url = wait_for(lambda: next((line.split("metrics at ")[1].split("/metrics")[0]
-                                     for line in log.read_text().splitlines() if "metrics at " in line), None),
-                       120, "the daemon's metrics URL")
+        url = metrics_url(log)
         # MLflow is down from the start: not ready, and why, within 2 s.
         status, body, seconds = readyz(url)
         assert status == 503 and body["failing"] == ["mlflow"] and seconds < 2
@@ -73,12 +92,8 @@ def test_the_daemon_rides_out_a_database_and_an_mlflow_outage(own_postgres, tmp_
         wait_for(lambda: readyz(url)[0] == 200, 60, "/readyz 200 once PostgreSQL is back")
         wait_for(lambda: log.read_text().count("dependency.restored") >= 2, 60, "the store's return recorded")
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=60)
-        server.stop()
-    text = log.read_text()
-    assert daemon.returncode == 0, text[-3000:]
-    assert "Traceback" not in text, text[-5000:]
+        stop(daemon, server)
+    text = clean_exit_log(daemon, log)
     lines = text.splitlines()
     lost = [line for line in lines if "dependency.lost" in line]
     back = [line for line in lines if "dependency.restored" in line]
@@ -127,15 +142,13 @@ def test_mlflow_stopped_mid_cycle_fails_the_cycle_cleanly_and_the_retry_decides_
     with open(log, "wb") as out:
         daemon = subprocess.Popen([*args, "run"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        metrics_url = wait_for(lambda: next((line.split("metrics at ")[1].split("/metrics")[0]
-                                             for line in log.read_text().splitlines() if "metrics at " in line), None),
-                               120, "the daemon's metrics URL")
+        url_of_metrics = metrics_url(log)
         ingest("b1.csv", 0)
         wait_for(lambda: events(url, "decision"), 300, "the first decision")
         ingest("b2.csv", 1000)
         wait_for(lambda: "training" in phases(2), 300, "the second cycle to be training")
         server.stop()
-        status, body, seconds = readyz(metrics_url)
+        status, body, seconds = readyz(url_of_metrics)
         assert status == 503 and body["failing"] == ["mlflow"] and seconds < 2
         failed = wait_for(lambda: events(url, "cycle.failed"), 300, "the second cycle to fail")
         assert len(events(url, "decision")) == 1  # the champion stays v1
@@ -144,12 +157,8 @@ def test_mlflow_stopped_mid_cycle_fails_the_cycle_cleanly_and_the_retry_decides_
         server.start()
         wait_for(lambda: len(events(url, "decision")) == 2, 300, "the retried cycle's decision")
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=60)
-        server.stop()
-    text = log.read_text()
-    assert daemon.returncode == 0, text[-3000:]
-    assert "Traceback" not in text, text[-5000:]
+        stop(daemon, server)
+    text = clean_exit_log(daemon, log)
     assert text.count("dependency.lost") == 1 and text.count("dependency.restored") == 1, text[-5000:]
     assert "MLflow" in failed[0]["reason"] or "mlflow" in failed[0]["reason"].lower(), failed[0]["reason"]
     decisions = events(url, "decision")
