@@ -64,8 +64,9 @@ CONFIG_FLAGS = {"epochs": ("train", "epochs"), "batch_size": ("train", "batch_si
 STRATEGY_FIELDS = {"lora_rank": "lora_rank", "learning_rate": "lora_learning_rate", "distill_alpha": "distill_alpha"}
 
 
-# Switches the daemon has on by default: their flags turn them off.
-NEGATED = ("class_weighting", "length_grouped")
+# Switches the daemon has on by default: their flags turn them off, with this help.
+NEGATED = {"class_weighting": "plain cross-entropy instead of the daemon's inverse-class-frequency weights",
+           "length_grouped": "random batches instead of the daemon's length-grouped ones"}
 
 
 def _flag(name: str) -> str:
@@ -108,12 +109,8 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
                    help=f"the distill strategy's distillation weight (default {defaults.distill_alpha})")
     for flag, (section, field) in CONFIG_FLAGS.items():
         info = CONFIGS[section].model_fields[field]
-        if flag == "class_weighting":
-            p.add_argument(_flag(flag), dest=flag, action="store_false", default=None,
-                           help="plain cross-entropy instead of the daemon's inverse-class-frequency weights")
-        elif flag in NEGATED:
-            p.add_argument(_flag(flag), dest=flag, action="store_false", default=None,
-                           help="random batches instead of the daemon's length-grouped ones")
+        if flag in NEGATED:
+            p.add_argument(_flag(flag), dest=flag, action="store_false", default=None, help=NEGATED[flag])
         elif get_args(info.annotation):
             p.add_argument(_flag(flag), choices=get_args(info.annotation),
                            help=_config_help(defaults, section, field))

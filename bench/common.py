@@ -12,7 +12,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 def parser(doc: str | None, out: Path | None = None) -> argparse.ArgumentParser:
     """An argument parser described by the first line of `doc`, with --data and, given a default, --out."""
-    made = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    made = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     made.add_argument("--data", type=Path, default=SHARED_DATA,
                       help="folder with financial_phrasebank/ and twitter_financial_news_sentiment/ "
                            "(default: ../shared/data beside the repository)")

@@ -21,13 +21,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.rss_floor import REPO, rss_mib
+
 PIECES = {"load": 200, "tokenizer": 200, "thread": 400, "register": 60}
 LABELS = ["negative", "neutral", "positive"]
-
-
-def rss_mib() -> float:
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
 def probe(piece: str, steps: int, root: Path) -> dict:

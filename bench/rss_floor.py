@@ -24,8 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def rss_mib() -> int:
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
+def rss_mib() -> float:
+    """This process's VmRSS in MiB, to the KiB (bench/leak_probe.py's slopes are fractions of a MiB)."""
+    return round(int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024, 1)
 
 
 # The libraries `import daemon.service` pulls in, heaviest first-comers in the order they load; then the

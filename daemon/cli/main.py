@@ -185,11 +185,11 @@ def prune(obj, keep: int | None, keep_runs: int | None, keep_champions: int | No
     """Delete what old versions that cannot serve any more leave behind (the daemon does this after each cycle).
 
     Kept: every version an alias points at and the --keep-champions versions that were champion most
-    recently (rollback targets). Other versions older than the newest --keep lose their weights: their registry entry, run, metrics and reports stay
-    (tag cltool.pruned), but they can no longer be promoted or rolled back to. Older than the newest
-    --keep-runs, versions that never were champion are removed from MLflow altogether (their decision
-    stays in `cltool history`), and an embedded MLflow store is garbage-collected at once; a former
-    champion's run is never removed."""
+    recently (rollback targets). Other versions older than the newest --keep lose their weights: their
+    registry entry, run, metrics and reports stay (tag cltool.pruned), but they can no longer be promoted
+    or rolled back to. Older than the newest --keep-runs, versions that never were champion are removed
+    from MLflow altogether (their decision stays in `cltool history`), and an embedded MLflow store is
+    garbage-collected at once; a former champion's run is never removed."""
     from daemon.promotion import retention
     from registry import removal
 
